@@ -1,0 +1,20 @@
+"""jaxinfo: how much information neural networks take from their data.
+
+Two families of measures, all in nats:
+
+- Smooth unique information (Harutyunyan et al., ICLR 2021) of every training sample, in the
+  weights and in the function, on the linearized network (empirical NTK).
+- Neuron-diversity measures (Bansal, Pruthi, Belinkov, NeurIPS 2022): activation entropy and
+  inter-neuron mutual information.
+
+The public API is flat: everything below is importable as ``jaxinfo.<name>``.
+"""
+from jaxinfo.data import Dataset, batches, load_digits, load_mnist, select_classes
+
+# --- ntk / linearize (foundation) ---
+
+# --- sui / groundtruth ---
+
+# --- diversity / activations ---
+
+__version__ = "0.1.0"
