@@ -1,0 +1,307 @@
+"""Linearized networks and closed-form gradient descent on them (DESIGN.md §3).
+
+The linearization of ``f`` around ``w0`` is ``f_lin(w, x) = f(w0, x) + J(x) (w - w0)``.
+Training it with full-batch gradient descent on
+
+    L(w) = (1/n) Σ_i ½‖f_lin(w, x_i) − y_i‖²  +  (λ/2)‖w − w0‖²
+
+has a closed form in kernel space. With Θ = J Jᵀ (``[nk, nk]``, sample-major: row ``i·k + c``
+is output ``c`` of sample ``i``), ``r0 = f(w0, X) − Y`` flattened, ``η = lr / n`` and
+``Θ_λ = Θ + nλ I = U diag(s) Uᵀ``:
+
+    α_t = −U diag(g_t(s)) Uᵀ r0,      w_t = w0 + Jᵀ α_t,
+    f_t(X) = f0(X) + Θ α_t,           f_t(X*) = f0(X*) + Θ* α_t,
+
+where the *spectral gain* g_t is
+
+    discrete steps   g_t(s) = (1 − (1 − ηs)^t) / s
+    continuous time  g_t(s) = (1 − e^{−ηts}) / s
+    t = ∞            g_t(s) = 1 / s
+
+with the limit ``g_t(0) = ηt``. Θ is never inverted explicitly. Discrete GD diverges when
+``η·s_max ≥ 2``; that raises ``ValueError``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo._validation import check_finite, check_positive, is_concrete
+
+__all__ = [
+    "linearize",
+    "spectral_gain",
+    "as_times",
+    "check_step_size",
+    "kernel_matrix",
+    "KernelDynamics",
+    "kernel_dynamics",
+    "LinearizedTraining",
+    "linearized_training",
+]
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def linearize(apply_fn: ApplyFn, params: Any) -> ApplyFn:
+    """First-order Taylor model of ``apply_fn`` around ``params``.
+
+    Returns ``f_lin(new_params, x) = f(params, x) + J(x)·(new_params − params)``, with the same
+    signature as ``apply_fn``; the Jacobian-vector product is computed with ``jax.jvp`` and
+    never materialised.
+    """
+
+    def f_lin(new_params: Any, x: jax.Array) -> jax.Array:
+        delta = jax.tree_util.tree_map(jnp.subtract, new_params, params)
+        f0, df = jax.jvp(lambda p: apply_fn(p, x), (params,), (delta,))
+        return f0 + df
+
+    return f_lin
+
+
+def as_times(t: Any, *, continuous: bool) -> np.ndarray:
+    """Normalises a time (or list of times) to a float64 numpy vector ``[T]``.
+
+    ``None`` (or ``inf``) means t = ∞. Discrete times must be non-negative integers (numbers of
+    steps); continuous times non-negative reals.
+    """
+    if t is None:
+        return np.array([np.inf])
+    ts = np.atleast_1d(np.asarray([np.inf if v is None else v for v in np.atleast_1d(t)],
+                                  dtype=np.float64))
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError(f"t must be a number, None (t = ∞) or a 1-d sequence, got {t!r}")
+    if np.any(np.isnan(ts)) or np.any(ts <= 0):
+        raise ValueError(f"t must be > 0 (use None for t = ∞), got {t!r}")
+    finite = ts[np.isfinite(ts)]
+    if not continuous and np.any(finite != np.round(finite)):
+        raise ValueError(f"t must be an integer number of steps for discrete GD, got {t!r} "
+                         "(pass continuous=True for gradient-flow time)")
+    return ts
+
+
+def spectral_gain(s: jax.Array, ts: jax.Array, *, eta: float, continuous: bool) -> jax.Array:
+    """The spectral gain ``g_t(s)`` of closed-form linearized GD.
+
+    Args:
+      s: ``[m]`` eigenvalues of ``Θ_λ`` (units of the kernel).
+      ts: ``[T]`` times: steps (discrete) or gradient-flow time (continuous); ``inf`` for t = ∞.
+      eta: effective step ``lr / n``.
+      continuous: gradient flow instead of discrete steps.
+
+    Returns:
+      ``[T, m]`` with ``g_t(s)`` as in the module docstring. Near ``s = 0`` the value tends to
+      ``η t`` and is evaluated without cancellation (``expm1`` / ``log1p``). For t = ∞,
+      eigenvalues at the round-off level of the spectrum (null directions of Θ, possible only
+      when λ = 0) get ``g = 0``: their eigenvectors lie in the null space of Jᵀ, so they change
+      neither weights nor predictions (pseudo-inverse).
+    """
+    s = jnp.asarray(s)
+    ts = jnp.asarray(ts, s.dtype)[:, None]
+    es = eta * s[None, :]
+    small = jnp.abs(es) < 0.5
+    if continuous:
+        decay = -jnp.expm1(-ts * es)  # 1 - exp(-η t s)
+    else:
+        safe = jnp.where(small, es, 0.0)
+        power = jnp.power(1.0 - jnp.where(small, 0.0, es), jnp.where(jnp.isinf(ts), 1.0, ts))
+        decay = jnp.where(small, -jnp.expm1(ts * jnp.log1p(-safe)), 1.0 - power)
+    s_safe = jnp.where(s == 0, 1.0, s)[None, :]
+    finite_gain = jnp.where(s[None, :] == 0, eta * ts, decay / s_safe)
+    tol = jnp.max(jnp.abs(s)) * s.shape[0] * jnp.finfo(s.dtype).eps
+    inf_gain = jnp.where(jnp.abs(s) > tol, 1.0 / s_safe, 0.0)
+    inf_gain = jnp.broadcast_to(inf_gain, finite_gain.shape)
+    return jnp.where(jnp.isinf(ts), inf_gain, finite_gain)
+
+
+def check_step_size(s_max: Any, lr: float, n: int, *, continuous: bool) -> None:
+    """Raises ``ValueError`` when discrete GD diverges: ``(lr/n)·s_max ≥ 2``.
+
+    Args:
+      s_max: largest eigenvalue of ``Θ_λ = Θ + nλI``.
+      lr: learning rate of the averaged loss; n: number of training samples.
+    """
+    if continuous or not is_concrete(s_max):
+        return
+    s_max = float(s_max)
+    if lr / n * s_max >= 2.0:
+        raise ValueError(
+            f"lr={lr:g} is too large: discrete gradient descent on the linearized network "
+            f"diverges because (lr/n)·λ_max(Θ + nλI) = {lr / n * s_max:.4g} ≥ 2. "
+            f"Use lr < {2.0 * n / s_max:.4g}, or continuous=True.")
+
+
+def kernel_matrix(theta: jax.Array) -> jax.Array:
+    """Flattens a ``[n1, n2, k, k]`` NTK (``trace_axes=()``) to ``[n1·k, n2·k]``, sample-major.
+
+    A ``[n1, n2]`` kernel (k = 1 or traced outputs) is returned unchanged.
+    """
+    if theta.ndim == 2:
+        return theta
+    if theta.ndim != 4:
+        raise ValueError(f"theta must be [n1, n2] or [n1, n2, k, k], got shape {theta.shape}")
+    n1, n2, k1, k2 = theta.shape
+    return jnp.transpose(theta, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
+
+
+class KernelDynamics(NamedTuple):
+    """Closed-form linearized GD in kernel space.
+
+    Attributes:
+      ts: ``[T]`` times (``inf`` for t = ∞).
+      alpha: ``[T, nk]`` dual coefficients α_t (w_t = w0 + Jᵀ α_t).
+      train_change: ``[T, nk]`` change of the training predictions, ``Θ α_t``.
+      ref_change: ``[T, mk]`` change of the reference predictions ``Θ* α_t`` (or ``None``).
+      eigenvalues: ``[nk]`` eigenvalues of ``Θ_λ = Θ + nλI``, ascending.
+    """
+
+    ts: jax.Array
+    alpha: jax.Array
+    train_change: jax.Array
+    ref_change: jax.Array | None
+    eigenvalues: jax.Array
+
+
+def _kernel_dynamics(theta, r0, theta_ref, ts, n, lr, weight_decay, continuous):
+    eta = lr / n
+    nk = theta.shape[0]
+    s, u = jnp.linalg.eigh(theta + n * weight_decay * jnp.eye(nk, dtype=theta.dtype))
+    g = spectral_gain(s, ts, eta=eta, continuous=continuous)  # [T, nk]
+    coeff = u.T @ r0  # [nk]
+    alpha = -(g * coeff[None, :]) @ u.T  # [T, nk]
+    train_change = alpha @ theta.T
+    ref_change = None if theta_ref is None else alpha @ theta_ref.T
+    return alpha, train_change, ref_change, s
+
+
+_kernel_dynamics_jit = jax.jit(_kernel_dynamics, static_argnames=("continuous",))
+
+
+def kernel_dynamics(theta: jax.Array, r0: jax.Array, *, n: int, lr: float, t: Any = None,
+                    continuous: bool = False, weight_decay: float = 0.0,
+                    theta_ref: jax.Array | None = None) -> KernelDynamics:
+    """Closed-form linearized GD from a precomputed kernel (DESIGN.md §3).
+
+    Args:
+      theta: ``[nk, nk]`` training NTK Θ, sample-major (see :func:`kernel_matrix`).
+      r0: ``[nk]`` (or ``[n, k]``) initial residuals ``f(w0, X) − Y``.
+      n: number of training samples (η = lr / n, decay term nλ).
+      lr: learning rate of the averaged loss (> 0).
+      t: steps (discrete), time (continuous), ``None`` for ∞, or a sequence of those.
+      continuous: gradient flow instead of discrete GD.
+      weight_decay: λ ≥ 0 in ``(λ/2)‖w − w0‖²``.
+      theta_ref: ``[mk, nk]`` reference-vs-training NTK Θ* (optional).
+
+    Returns:
+      :class:`KernelDynamics` (kernel units; α in units of residual / kernel).
+    """
+    check_positive("lr", lr)
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    theta = jnp.asarray(theta)
+    r0 = jnp.asarray(r0, theta.dtype).reshape(-1)
+    if theta.ndim != 2 or theta.shape[0] != theta.shape[1]:
+        raise ValueError(f"theta must be a square [nk, nk] matrix, got shape {theta.shape}")
+    if r0.shape[0] != theta.shape[0]:
+        raise ValueError(f"r0 has {r0.shape[0]} entries but theta is {theta.shape}")
+    if theta.shape[0] % n:
+        raise ValueError(f"n={n} does not divide the kernel size {theta.shape[0]}")
+    if theta_ref is not None:
+        theta_ref = jnp.asarray(theta_ref, theta.dtype)
+        if theta_ref.ndim != 2 or theta_ref.shape[1] != theta.shape[0]:
+            raise ValueError(f"theta_ref must be [mk, {theta.shape[0]}], got {theta_ref.shape}")
+    check_finite("theta", theta)
+    check_finite("r0", r0)
+    ts = as_times(t, continuous=continuous)
+    alpha, train_change, ref_change, s = _kernel_dynamics_jit(
+        theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), n, lr, weight_decay, continuous)
+    check_step_size(s[-1], lr, n, continuous=continuous)
+    return KernelDynamics(jnp.asarray(ts), alpha, train_change, ref_change, s)
+
+
+class LinearizedTraining(NamedTuple):
+    """Closed-form GD of the linearized network, at each requested time.
+
+    Attributes:
+      ts: ``[T]`` times (``inf`` for t = ∞).
+      train_pred: ``[T, n, k]`` predictions on the training inputs.
+      ref_pred: ``[T, m, k]`` predictions on the reference inputs (``None`` without ``x_ref``).
+      params: the weights ``w_t = w0 + Jᵀ α_t``: a pytree like ``params`` whose leaves carry a
+        leading ``[T]`` axis.
+      alpha: ``[T, n, k]`` dual coefficients.
+      ntk: ``[nk, nk]`` training NTK used.
+    """
+
+    ts: jax.Array
+    train_pred: jax.Array
+    ref_pred: jax.Array | None
+    params: Any
+    alpha: jax.Array
+    ntk: jax.Array
+
+
+def linearized_training(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax.Array,
+                        x_ref: jax.Array | None = None, *, lr: float, t: Any = None,
+                        continuous: bool = False, weight_decay: float = 0.0,
+                        batch_size: int | None = None) -> LinearizedTraining:
+    """Trains the linearized network in closed form (MSE, full batch; DESIGN.md §3).
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> [batch, k]``.
+      params: initial weights w0 (any pytree).
+      x_train: ``[n, ...]`` training inputs, n ≥ 2.
+      y_train: ``[n, k]`` targets (``[n]`` accepted when k = 1).
+      x_ref: ``[m, ...]`` reference inputs (optional).
+      lr, t, continuous, weight_decay: as in :func:`kernel_dynamics`.
+      batch_size: block size for the NTK (bounds memory).
+
+    Returns:
+      :class:`LinearizedTraining`. Weights are formed as ``w0 + Jᵀα`` with one VJP per time,
+      without materialising J.
+    """
+    from jaxinfo.ntk import empirical_ntk
+
+    x_train = jnp.asarray(x_train)
+    check_finite("x_train", x_train)
+    check_finite("y_train", y_train)
+    check_finite("params", params)
+    n = x_train.shape[0]
+    if n < 2:
+        raise ValueError(f"x_train needs n >= 2 samples, got {n}")
+    f0 = apply_fn(params, x_train)
+    if f0.ndim != 2:
+        raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
+    k = f0.shape[1]
+    y = jnp.asarray(y_train, f0.dtype)
+    if y.ndim == 1 and k == 1:
+        y = y[:, None]
+    if y.shape != f0.shape:
+        raise ValueError(f"y_train must have shape {tuple(f0.shape)} (= apply_fn outputs), "
+                         f"got {tuple(jnp.shape(y_train))}")
+    if x_ref is not None:
+        x_ref = jnp.asarray(x_ref)
+        if x_ref.shape[1:] != x_train.shape[1:]:
+            raise ValueError(f"x_ref must have feature shape {x_train.shape[1:]}, "
+                             f"got {x_ref.shape[1:]}")
+        check_finite("x_ref", x_ref)
+
+    ntk_kw = dict(trace_axes=(), batch_size=batch_size)
+    theta = kernel_matrix(empirical_ntk(apply_fn, params, x_train, **ntk_kw))
+    theta_ref = None
+    if x_ref is not None:
+        theta_ref = kernel_matrix(empirical_ntk(apply_fn, params, x_ref, x_train, **ntk_kw))
+    r0 = (f0 - y).reshape(-1)
+    dyn = kernel_dynamics(theta, r0, n=n, lr=lr, t=t, continuous=continuous,
+                          weight_decay=weight_decay, theta_ref=theta_ref)
+    alpha = dyn.alpha.reshape(len(dyn.ts), n, k)
+    _, vjp_fn = jax.vjp(lambda p: apply_fn(p, x_train), params)
+    deltas = jax.vmap(lambda a: vjp_fn(a.astype(f0.dtype))[0])(alpha)
+    params_t = jax.tree_util.tree_map(lambda p, d: p[None] + d, params, deltas)
+    train_pred = f0[None] + dyn.train_change.reshape(alpha.shape)
+    ref_pred = None
+    if x_ref is not None:
+        ref_pred = apply_fn(params, x_ref)[None] + dyn.ref_change.reshape(len(dyn.ts), -1, k)
+    return LinearizedTraining(dyn.ts, train_pred, ref_pred, params_t, alpha, theta)
