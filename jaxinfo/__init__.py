@@ -12,6 +12,10 @@ The public API is flat: everything below is importable as ``jaxinfo.<name>``.
 from jaxinfo.data import Dataset, batches, load_digits, load_mnist, select_classes
 
 # --- ntk / linearize (foundation) ---
+from jaxinfo.adapters import flax_apply
+from jaxinfo.linearize import (KernelDynamics, LinearizedTraining, kernel_dynamics, kernel_matrix,
+                               linearize, linearized_training, spectral_gain)
+from jaxinfo.ntk import empirical_ntk, ntk_vector_product
 
 # --- sui / groundtruth ---
 
