@@ -398,34 +398,26 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
     """
     if not layers:
         raise ValueError("layers must hold at least one activation matrix")
-    out, all_ent, all_labels, all_acts = {}, [], [], []
-    keys = (jax.random.split(key, len(layers) + 1) if key is not None
-            else [None] * (len(layers) + 1))
-    for (name, acts), lkey in zip(layers.items(), keys):
-        acts = _check_acts(acts, f"layers[{name!r}]")
-        ent = np.asarray(neuron_entropy(acts, bins=bins, binning=binning, correction=correction))
-        if mi_method == "binned":
-            lab = bin_activations(acts, bins=bins, binning=binning).labels
-            mi = pairwise_mutual_information(None, labels=lab, bins=bins, block_size=block_size)
-            all_labels.append(lab)
-        else:
-            mi = pairwise_mutual_information(acts, method=mi_method, k=k, key=lkey,
-                                             block_size=block_size)
-            all_acts.append(acts)
-        m, med = offdiag_summary(mi)
-        out[name] = DiversitySummary(float(ent.mean()), float(np.median(ent)), m, med, ent.size)
-        all_ent.append(ent)
-    ent = np.concatenate(all_ent)
-    if len(layers) == 1:
-        only = next(iter(out.values()))
-        out["overall"] = only
-        return out
+    names = list(layers)
+    mats = [_check_acts(a, f"layers[{name!r}]") for name, a in layers.items()]
+    sizes = [m.shape[1] for m in mats]
+    ents = [np.asarray(neuron_entropy(m, bins=bins, binning=binning, correction=correction))
+            for m in mats]
+    # One MI matrix over all neurons; per-layer values are its diagonal blocks.
     if mi_method == "binned":
-        mi = pairwise_mutual_information(None, labels=jnp.concatenate(all_labels, axis=1),
-                                         bins=bins, block_size=block_size)
+        lab = jnp.concatenate([bin_activations(m, bins=bins, binning=binning).labels
+                               for m in mats], axis=1)
+        mi = pairwise_mutual_information(None, labels=lab, bins=bins, block_size=block_size)
     else:
-        mi = pairwise_mutual_information(jnp.concatenate(all_acts, axis=1), method=mi_method,
-                                         k=k, key=keys[-1], block_size=block_size)
+        mi = pairwise_mutual_information(jnp.concatenate(mats, axis=1), method=mi_method, k=k,
+                                         key=key, block_size=block_size)
+    mi = np.asarray(mi)
+    out, start = {}, 0
+    for name, ent, n in zip(names, ents, sizes):
+        m, med = offdiag_summary(mi[start:start + n, start:start + n])
+        out[name] = DiversitySummary(float(ent.mean()), float(np.median(ent)), m, med, n)
+        start += n
+    ent = np.concatenate(ents)
     m, med = offdiag_summary(mi)
     out["overall"] = DiversitySummary(float(ent.mean()), float(np.median(ent)), m, med, ent.size)
     return out
