@@ -39,6 +39,7 @@ __all__ = [
     "kernel_matrix",
     "KernelDynamics",
     "kernel_dynamics",
+    "residual_decay",
     "LinearizedTraining",
     "linearized_training",
 ]
@@ -220,6 +221,26 @@ def kernel_dynamics(theta: jax.Array, r0: jax.Array, *, n: int, lr: float, t: An
         theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), n, lr, weight_decay, continuous)
     check_step_size(s[-1], lr, n, continuous=continuous)
     return KernelDynamics(jnp.asarray(ts), alpha, train_change, ref_change, s)
+
+
+def residual_decay(theta: jax.Array, *, n: int, lr: float, t: Any = None, continuous: bool = False,
+                   weight_decay: float = 0.0) -> jax.Array:
+    """The residual propagator ``E_t`` of linearized GD, ``[T, nk, nk]``.
+
+    ``E_t = (I − ηΘ_λ)^t`` (discrete), ``exp(−ηtΘ_λ)`` (continuous), ``0`` (t = ∞), formed as
+    ``I − U diag(s·g_t(s)) Uᵀ`` from the eigendecomposition ``Θ_λ = U diag(s) Uᵀ``. With λ = 0
+    the training residual at time t is ``E_t r0`` (the official implementation's "exp matrix").
+    Dimensionless.
+    """
+    check_positive("lr", lr)
+    theta = jnp.asarray(theta)
+    ts = as_times(t, continuous=continuous)
+    nk = theta.shape[0]
+    s, u = jnp.linalg.eigh(theta + n * weight_decay * jnp.eye(nk, dtype=theta.dtype))
+    check_step_size(s[-1], lr, n, continuous=continuous)
+    g = spectral_gain(s, jnp.asarray(ts, theta.dtype), eta=lr / n, continuous=continuous)
+    eye = jnp.eye(nk, dtype=theta.dtype)
+    return eye[None] - jnp.einsum("ij,tj,kj->tik", u, s[None, :] * g, u)
 
 
 class LinearizedTraining(NamedTuple):
