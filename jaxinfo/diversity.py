@@ -378,7 +378,7 @@ def offdiag_summary(mi) -> tuple[float, float]:
 
 
 def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning: str = "global",
-                      mi_method: str = "binned", k: int = 3, key=None,
+                      mi_method: str | None = "binned", k: int = 3, key=None,
                       block_size: int | None = None,
                       correction: str | None = None) -> dict[str, DiversitySummary]:
     """Entropy and MI summaries per layer and over all layers together.
@@ -391,7 +391,8 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
     Args:
       layers: ``{layer_name: [S, N_l]}`` activations (same ``S`` for all layers).
       bins, binning, correction: see :func:`neuron_entropy`.
-      mi_method, k, key, block_size: see :func:`pairwise_mutual_information`.
+      mi_method, k, key, block_size: see :func:`pairwise_mutual_information`;
+        ``mi_method=None`` skips MI (NaN in the summaries).
 
     Returns:
       ``{layer_name: DiversitySummary, ..., "overall": DiversitySummary}``.
@@ -404,7 +405,10 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
     ents = [np.asarray(neuron_entropy(m, bins=bins, binning=binning, correction=correction))
             for m in mats]
     # One MI matrix over all neurons; per-layer values are its diagonal blocks.
-    if mi_method == "binned":
+    n_all = sum(sizes)
+    if mi_method is None:  # entropy only
+        mi = np.full((n_all, n_all), np.nan)
+    elif mi_method == "binned":
         lab = jnp.concatenate([bin_activations(m, bins=bins, binning=binning).labels
                                for m in mats], axis=1)
         mi = pairwise_mutual_information(None, labels=lab, bins=bins, block_size=block_size)

@@ -81,6 +81,7 @@ class TrainResult(NamedTuple):
       epochs_run: ``[R]`` epochs trained before stopping.
       train_loss: ``[E, R]`` mean training cross-entropy per epoch (nats).
       val_acc: ``[E, R]`` validation accuracy per epoch.
+      final_params: parameters at the end of training (each seed's last active epoch).
     """
 
     params: Any
@@ -89,6 +90,7 @@ class TrainResult(NamedTuple):
     epochs_run: np.ndarray
     train_loss: np.ndarray
     val_acc: np.ndarray
+    final_params: Any = None
 
 
 def init_mlp(key, in_dim: int, num_classes: int, hidden: Sequence[int] = (256, 256, 256),
@@ -220,4 +222,4 @@ def train_classifier(apply_fn: Callable, params, train_x, train_y, val_x, val_y,
         if not active.any():
             break
     return TrainResult(best_p, best_epoch, np.asarray(best_acc), epochs_run,
-                       np.stack(hist_loss), np.stack(hist_val))
+                       np.stack(hist_loss), np.stack(hist_val), params)
