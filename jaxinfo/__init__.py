@@ -20,5 +20,9 @@ from jaxinfo.ntk import empirical_ntk, ntk_vector_product
 # --- sui / groundtruth ---
 
 # --- diversity / activations ---
+from jaxinfo.activations import capture_activations
+from jaxinfo.diversity import (DiversitySummary, Ranking, bin_activations, diversity_summary,
+                               kendall_tau, neuron_entropy, offdiag_summary,
+                               pairwise_mutual_information, rank_models)
 
 __version__ = "0.1.0"
