@@ -162,6 +162,7 @@ def _entropy_from_labels(labels, bins: int, miller_madow: bool):
     counts = jnp.zeros((n, bins), jnp.int32).at[jnp.arange(n)[None, :], labels].add(1)
     c = counts.astype(dt)
     h = jnp.maximum(jnp.log(jnp.asarray(s, dt)) - jnp.sum(_xlogx(c), axis=1) / s, 0.0)
+    h = jnp.where(jnp.max(counts, axis=1) == s, 0.0, h)  # one occupied bin: exactly 0
     if miller_madow:
         h = h + (jnp.sum(counts > 0, axis=1) - 1).astype(dt) / (2 * s)
     return h
@@ -214,7 +215,8 @@ def _binned_pair_mi(labels_t, pi, pj, ent, bins: int, block_size: int):
         code = labels_t[a] * bins + labels_t[b]
         counts = jnp.zeros(bins * bins, jnp.int32).at[code].add(1, mode="promise_in_bounds")
         h_joint = log_s - jnp.sum(_xlogx(counts.astype(dt))) / s
-        return jnp.maximum(ent[a] + ent[b] - h_joint, 0.0)
+        mi = jnp.maximum(ent[a] + ent[b] - h_joint, 0.0)
+        return jnp.where((ent[a] == 0) | (ent[b] == 0), 0.0, mi)
 
     return jax.lax.map(one, (pi, pj), batch_size=block_size)
 
