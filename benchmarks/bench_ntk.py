@@ -1,0 +1,166 @@
+"""Empirical-NTK speed and memory: jaxinfo's two implementations vs a naive contraction.
+
+Run: ``.venv/bin/python benchmarks/bench_ntk.py [--sizes 256 1024] [--repeats 3]``
+
+For an MLP and a small CNN (scalar output, as in the SUI experiments) and each n, prints the
+wall time (best of ``--repeats``, after one compile run) of
+
+- ``naive``: a Python loop over samples calling a jitted ``jax.jacobian`` per sample, stacking
+  the Jacobian and forming ``J Jᵀ`` (what one writes without jaxinfo);
+- ``jacobian``: jaxinfo's vmapped per-sample Jacobian contraction;
+- ``ntvp``: jaxinfo's NTK-vector products;
+- ``neural_tangents``: ``nt.empirical_ntk_fn`` when it imports (it needs jax < 0.6);
+
+with the ratio naive / implementation, and the peak resident memory of ``jacobian`` with and
+without ``batch_size`` (each measured in a fresh subprocess). All float32, CPU unless JAX finds
+an accelerator.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo import empirical_ntk
+
+
+def mlp(key, d=64, width=512):
+    k1, k2 = jax.random.split(key)
+    params = {"w1": jax.random.normal(k1, (d, width)) / np.sqrt(d), "b1": jnp.zeros(width),
+              "w2": jax.random.normal(k2, (width, 1)) / np.sqrt(width), "b2": jnp.zeros(1)}
+
+    def apply_fn(p, x):
+        return jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    return apply_fn, params, (d,)
+
+
+def cnn(key, channels=16):
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"c1": jax.random.normal(k1, (3, 3, 1, channels)) / 3.0,
+              "c2": jax.random.normal(k2, (3, 3, channels, channels)) / (3.0 * np.sqrt(channels)),
+              "w": jax.random.normal(k3, (channels, 1)) / np.sqrt(channels)}
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def apply_fn(p, x):
+        h = jax.nn.relu(jax.lax.conv_general_dilated(x, p["c1"], (1, 1), "SAME",
+                                                     dimension_numbers=dn))
+        h = jax.nn.relu(jax.lax.conv_general_dilated(h, p["c2"], (2, 2), "SAME",
+                                                     dimension_numbers=dn))
+        return h.mean(axis=(1, 2)) @ p["w"]
+
+    return apply_fn, params, (14, 14, 1)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn}
+
+
+def naive_ntk(apply_fn, params, x):
+    """Per-sample jax.jacobian in a Python loop, then J Jᵀ."""
+    jac = jax.jit(lambda p, xi: jax.jacobian(lambda q: apply_fn(q, xi[None])[0])(p))
+    rows = []
+    for i in range(x.shape[0]):
+        leaves = jax.tree_util.tree_leaves(jac(params, x[i]))
+        rows.append(jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], 1))
+    j = jnp.stack(rows)[:, 0, :]  # k = 1
+    return j @ j.T
+
+
+def best_time(fn, repeats):
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def setup(model, n):
+    apply_fn, params, shape = MODELS[model](jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (n,) + shape)
+    return apply_fn, params, x
+
+
+def memory_probe(model, n, batch_size):
+    """Child-process entry: computes one kernel, prints peak RSS in MiB."""
+    apply_fn, params, x = setup(model, n)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    jax.block_until_ready(empirical_ntk(apply_fn, params, x, implementation="jacobian",
+                                        batch_size=batch_size))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": peak / 1024, "baseline_mib": before / 1024}))
+
+
+def peak_memory(model, n, batch_size):
+    out = subprocess.run([sys.executable, __file__, "--probe", model, str(n), str(batch_size)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.probe:
+        model, n, bs = args.probe
+        memory_probe(model, int(n), None if bs == "None" else int(bs))
+        return
+
+    try:
+        import neural_tangents as nt  # noqa: F401
+    except Exception as e:  # pragma: no cover - depends on the environment
+        nt = None
+        print(f"neural_tangents: not importable here ({type(e).__name__}: {e}); skipped")
+
+    print(f"# machine: {platform.processor() or platform.machine()}, "
+          f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
+    header = f"{'model':5} {'n':>5} {'P':>7} {'naive s':>9} {'jacobian s':>11} {'ntvp s':>9} " \
+             f"{'naive/jac':>9} {'naive/ntvp':>10}"
+    if nt is not None:
+        header += f" {'nt s':>8}"
+    print(header)
+    for model in MODELS:
+        for n in args.sizes:
+            apply_fn, params, x = setup(model, n)
+            p = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+            ref = naive_ntk(apply_fn, params, x)
+            for impl in ("jacobian", "ntvp"):
+                got = empirical_ntk(apply_fn, params, x, implementation=impl)
+                err = float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref)))
+                assert err < 1e-4, (model, n, impl, err)
+            t_naive = best_time(lambda: naive_ntk(apply_fn, params, x), args.repeats)
+            t_jac = best_time(lambda: empirical_ntk(apply_fn, params, x,
+                                                    implementation="jacobian"), args.repeats)
+            t_ntvp = best_time(lambda: empirical_ntk(apply_fn, params, x, implementation="ntvp"),
+                               args.repeats)
+            line = (f"{model:5} {n:5d} {p:7d} {t_naive:9.3f} {t_jac:11.3f} {t_ntvp:9.3f} "
+                    f"{t_naive / t_jac:9.1f} {t_naive / t_ntvp:10.1f}")
+            if nt is not None:
+                fn = nt.empirical_ntk_fn(lambda p_, x_: apply_fn(p_, x_), trace_axes=(-1,))
+                t_nt = best_time(lambda: fn(x, None, params), args.repeats)
+                line += f" {t_nt:8.3f}"
+            print(line, flush=True)
+
+    n = max(args.sizes)
+    print(f"\n# peak resident memory of implementation='jacobian' at n={n} (fresh process)")
+    for model in MODELS:
+        for bs in (None, args.batch_size):
+            m = peak_memory(model, n, bs)
+            print(f"{model:5} batch_size={str(bs):>5}: peak {m['peak_mib']:8.0f} MiB "
+                  f"(after setup {m['baseline_mib']:6.0f} MiB)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
