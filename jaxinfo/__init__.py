@@ -14,7 +14,7 @@ from jaxinfo.data import Dataset, batches, load_digits, load_mnist, select_class
 # --- ntk / linearize (foundation) ---
 from jaxinfo.adapters import flax_apply
 from jaxinfo.linearize import (KernelDynamics, LinearizedTraining, kernel_dynamics, kernel_matrix,
-                               linearize, linearized_training, spectral_gain)
+                               linearize, linearized_training, residual_decay, spectral_gain)
 from jaxinfo.ntk import empirical_ntk, ntk_vector_product
 
 # --- sui / groundtruth ---
