@@ -37,7 +37,6 @@ only when a single sample's Jacobian ``K·P`` does not fit is ``"ntvp"`` used.
 from __future__ import annotations
 
 import functools
-import math
 import string
 from typing import Any, Callable, Sequence
 
@@ -53,6 +52,9 @@ ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes a block of per-sample Jacobians may take
 _IMPLEMENTATIONS = ("auto", "jacobian", "ntvp")
+# Basis vectors per NTK-vector-product batch. Small batches keep the [chunk, n, width]
+# intermediates in cache: on CPU, 8 was 30x faster than 256 for a 512-wide MLP at n = 256.
+_NTVP_CHUNK = 8
 
 
 # ----------------------------------------------------------------------------- axes
@@ -240,7 +242,7 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
             if batch_size is None and fits < max(x1.shape[0], x2.shape[0]):
                 batch_size = int(fits)
     if impl == "ntvp":
-        chunk = batch_size or min(x2.shape[0] * math.prod(out_shape[1:]), 256)
+        chunk = batch_size or _NTVP_CHUNK
         return _ntk_ntvp(apply_fn, params, x1, x2, trace, diag, chunk)
     block = batch_size if batch_size is not None and batch_size < max(x1.shape[0],
                                                                       x2.shape[0]) else None
