@@ -1,0 +1,165 @@
+"""Smooth unique information vs real leave-one-out retraining (Harutyunyan et al. 2021 protocol).
+
+Runs the ground-truth configurations of :mod:`jaxinfo.experiments.sui` one after another
+(each one cached in ``--work`` so an interrupted run resumes: finished configurations are
+loaded, the retraining of a running one resumes from its chunk checkpoints), prints the
+correlation table and the time of the closed form vs real retraining, and writes
+``benchmarks/RESULTS_sui_groundtruth.md`` and ``benchmarks/figures/sui_*.png``.
+
+    python benchmarks/run_sui_groundtruth.py                 # every configuration
+    python benchmarks/run_sui_groundtruth.py --only mnist_mlp14
+    python benchmarks/run_sui_groundtruth.py --report-only   # tables/figures from the cache
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from jaxinfo.experiments.sui import ground_truth, rows_to_markdown  # noqa: E402
+from jaxinfo.plots import scatter_estimated_vs_actual  # noqa: E402
+
+# name -> ground_truth kwargs. Chosen to fit ~1 h of a shared 2-core CPU; see the results file.
+CONFIGS = {
+    "mnist_mlp14": dict(dataset="mnist", model="mlp", size=14, lr=0.04, steps=200, n_retrain=128),
+    "digits_mlp": dict(dataset="digits", model="mlp", lr=0.015, steps=500),
+    "digits_cnn": dict(dataset="digits", model="cnn", lr=0.1, steps=500, n_retrain=64),
+    "mnist_cnn14": dict(dataset="mnist", model="cnn", size=14, lr=0.1, steps=100, n_retrain=64),
+}
+# float32 round-off check: the same retraining in float64 for a few samples.
+ROUNDOFF = dict(config="mnist_mlp14", n=4)
+
+COLUMNS = ["config", "dataset", "side", "model", "n_params", "n_train", "n_ref", "n_retrained",
+           "steps", "lr", "quantity", "pearson", "spearman", "pearson_log", "median_ratio"]
+TIME_COLUMNS = ["config", "n_train", "n_retrained", "estimate_method", "estimate_s", "retrain_s",
+                "retrain_all_s", "speedup_all", "full_train_loss"]
+
+
+def run_config(name: str, work: str, progress: bool) -> dict:
+    """Runs (or loads) one configuration; returns its cached record."""
+    out = os.path.join(work, f"{name}.json")
+    if os.path.exists(out):
+        with open(out) as fh:
+            return json.load(fh)
+    kw = CONFIGS[name]
+    t0 = time.time()
+    r = ground_truth(**kw, checkpoint_dir=os.path.join(work, f"ckpt_{name}"), progress=progress)
+    rows = [dict(row, config=name, speedup_all=row["retrain_all_s"] / row["estimate_s"])
+            for row in r.rows]
+    idx = r.actual.indices
+    rec = dict(name=name, kwargs=kw, rows=rows, wall_s=time.time() - t0,
+               indices=idx.tolist(),
+               est_w=r.estimated_weight_sq[idx].tolist(), est_f=r.estimated_function_sq[idx].tolist(),
+               act_w=r.actual.weight_change_sq.tolist(), act_f=r.actual.function_change_sq.tolist())
+    with open(out, "w") as fh:
+        json.dump(rec, fh)
+    return rec
+
+
+def roundoff_check(work: str, progress: bool) -> dict:
+    """Retrains ``ROUNDOFF['n']`` LOO models in float32 and float64; relative differences."""
+    out = os.path.join(work, "roundoff.json")
+    if os.path.exists(out):
+        with open(out) as fh:
+            return json.load(fh)
+    import jax
+
+    from jaxinfo.experiments.sui import load_task, make_model
+    from jaxinfo.groundtruth import retrain_loo
+
+    kw = CONFIGS[ROUNDOFF["config"]]
+    task = load_task(kw["dataset"], size=kw.get("size", 14))
+    apply_fn, params = make_model(kw["model"], task, jax.random.PRNGKey(0))
+    idx = np.arange(ROUNDOFF["n"])
+    res = {}
+    for dt in ("float32", "float64"):
+        with jax.enable_x64(dt == "float64"):
+            r = retrain_loo(apply_fn, params, task.x_train, task.y_train, task.x_ref,
+                            lr=kw["lr"], steps=kw["steps"], indices=idx, chunk_size=len(idx),
+                            dtype=dt, progress=progress)
+        res[dt] = (r.weight_change_sq, r.function_change_sq)
+    rel = lambda a, b: float(np.max(np.abs(a - b) / np.abs(b)))  # noqa: E731
+    rec = dict(config=ROUNDOFF["config"], n=int(ROUNDOFF["n"]),
+               max_rel_weight=rel(res["float32"][0], res["float64"][0]),
+               max_rel_function=rel(res["float32"][1], res["float64"][1]))
+    with open(out, "w") as fh:
+        json.dump(rec, fh)
+    return rec
+
+
+def report(records: list[dict], roundoff: dict | None, out_md: str, fig_dir: str) -> str:
+    rows = [row for rec in records for row in rec["rows"]]
+    os.makedirs(fig_dir, exist_ok=True)
+    figs = []
+    for rec in records:
+        for q, e, a in (("weight", rec["est_w"], rec["act_w"]), ("function", rec["est_f"], rec["act_f"])):
+            path = os.path.join(fig_dir, f"sui_{rec['name']}_{q}.png")
+            label = "‖Δw‖²" if q == "weight" else "mean ‖Δf‖² on reference set"
+            scatter_estimated_vs_actual(e, a, path=path, title=f"{rec['name']}: {label}",
+                                        xlabel="actual (LOO retraining)",
+                                        ylabel="estimated (linearized closed form)")
+            figs.append(os.path.relpath(path, os.path.dirname(out_md)))
+    time_rows = [r for r in rows if r["quantity"] == "weight"]
+    md = ["# Smooth unique information vs real leave-one-out retraining", "",
+          f"Generated by `benchmarks/run_sui_groundtruth.py` on {time.strftime('%Y-%m-%d %H:%M')} "
+          f"({platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs).", "",
+          "## Correlation of estimated vs actual changes", "",
+          rows_to_markdown(rows, COLUMNS), "",
+          "## Time: closed form (all n samples) vs real retraining", "",
+          rows_to_markdown(time_rows, TIME_COLUMNS), "",
+          "`retrain_all_s` extrapolates the measured retraining time linearly to all n "
+          "leave-one-out models when only a subset was retrained.", ""]
+    if roundoff:
+        md += ["## float32 round-off", "",
+               f"{roundoff['n']} LOO models of `{roundoff['config']}` retrained in float32 and "
+               f"float64: max relative difference {roundoff['max_rel_weight']:.2e} (‖Δw‖²), "
+               f"{roundoff['max_rel_function']:.2e} (‖Δf‖²).", ""]
+    md += ["## Figures", ""] + [f"- `{f}`" for f in figs] + [""]
+    text = "\n".join(md)
+    with open(out_md, "w") as fh:
+        fh.write(text)
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=None, help="configuration names")
+    ap.add_argument("--work", default=os.environ.get("JAXINFO_SUI_WORK", "/tmp/jaxinfo_sui_gt"))
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--no-roundoff", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--results", default=os.path.join(HERE, "RESULTS_sui_groundtruth.md"))
+    args = ap.parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    names = args.only or list(CONFIGS)
+    records = []
+    for name in names:
+        cached = os.path.exists(os.path.join(args.work, f"{name}.json"))
+        if args.report_only and not cached:
+            continue
+        print(f"== {name}: {CONFIGS[name]}", flush=True)
+        try:
+            rec = run_config(name, args.work, not args.no_progress)
+        except Exception as err:  # keep going: one failing configuration must not stop the rest
+            print(f"   FAILED: {type(err).__name__}: {err}", flush=True)
+            continue
+        print(rows_to_markdown(rec["rows"], COLUMNS[:1] + COLUMNS[10:]), flush=True)
+        records.append(rec)
+    ro = None
+    if os.path.exists(os.path.join(args.work, "roundoff.json")) or not (args.report_only or args.no_roundoff):
+        ro = roundoff_check(args.work, not args.no_progress)
+        print("round-off:", ro, flush=True)
+    text = report(records, ro, args.results, os.path.join(HERE, "figures"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
