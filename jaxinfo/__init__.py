@@ -18,6 +18,8 @@ from jaxinfo.linearize import (KernelDynamics, LinearizedTraining, kernel_dynami
 from jaxinfo.ntk import empirical_ntk, ntk_vector_product
 
 # --- sui / groundtruth ---
+from jaxinfo.groundtruth import (Correlation, LOOChanges, correlation, linearized_loo,
+                                 linearized_loo_kernel, retrain_loo)
 
 # --- diversity / activations ---
 from jaxinfo.activations import capture_activations
