@@ -18,6 +18,9 @@ from jaxinfo.linearize import (KernelDynamics, LinearizedTraining, kernel_dynami
 from jaxinfo.ntk import empirical_ntk, ntk_vector_product
 
 # --- sui / groundtruth ---
+from jaxinfo.sui import (LOOVectors, LanczosPlan, SGDNoiseInformation, UniqueInformation,
+                         lanczos_plan, loo_vectors, sgd_noise_unique_information,
+                         unique_information, unique_information_from_kernel, weight_changes)
 from jaxinfo.groundtruth import (Correlation, LOOChanges, correlation, linearized_loo,
                                  linearized_loo_kernel, retrain_loo)
 
