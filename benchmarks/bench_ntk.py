@@ -11,18 +11,14 @@ wall time (best of ``--repeats``, after one compile run) of
 - ``ntvp``: jaxinfo's NTK-vector products;
 - ``neural_tangents``: ``nt.empirical_ntk_fn`` when it imports (it needs jax < 0.6);
 
-with the ratio naive / implementation, and the peak resident memory of ``jacobian`` with and
-without ``batch_size`` (each measured in a fresh subprocess). All float32, CPU unless JAX finds
+with the ratio naive / implementation, and the memory XLA allocates for the ``jacobian``
+program's temporaries with and without ``batch_size`` (``compiled.memory_analysis()``). All float32, CPU unless JAX finds
 an accelerator.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import resource
-import subprocess
-import sys
 import time
 
 import jax
@@ -90,20 +86,17 @@ def setup(model, n):
     return apply_fn, params, x
 
 
-def memory_probe(model, n, batch_size):
-    """Child-process entry: computes one kernel, prints peak RSS in MiB."""
-    apply_fn, params, x = setup(model, n)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    jax.block_until_ready(empirical_ntk(apply_fn, params, x, implementation="jacobian",
-                                        batch_size=batch_size))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": peak / 1024, "baseline_mib": before / 1024}))
-
-
 def peak_memory(model, n, batch_size):
-    out = subprocess.run([sys.executable, __file__, "--probe", model, str(n), str(batch_size)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """XLA's own accounting of the compiled kernel program: temporary and output buffers (MiB)."""
+    from jaxinfo.ntk import _ntk_jacobian
+
+    apply_fn, params, x = setup(model, n)
+    block = batch_size if batch_size is not None and batch_size < n else None
+    compiled = _ntk_jacobian.lower(apply_fn, params, x, x, (1,), (), block,
+                                   block is None).compile()
+    mem = compiled.memory_analysis()
+    return {"temp_mib": mem.temp_size_in_bytes / 2**20,
+            "output_mib": mem.output_size_in_bytes / 2**20}
 
 
 def main():
@@ -111,12 +104,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.probe:
-        model, n, bs = args.probe
-        memory_probe(model, int(n), None if bs == "None" else int(bs))
-        return
 
     try:
         import neural_tangents as nt  # noqa: F401
@@ -159,12 +147,13 @@ def main():
             print(line, flush=True)
 
     n = max(args.sizes)
-    print(f"\n# peak resident memory of implementation='jacobian' at n={n} (fresh process)")
+    print(f"\n# XLA buffer accounting of implementation='jacobian' at n={n} "
+          "(compiled program's temporaries; the output kernel is extra)")
     for model in MODELS:
         for bs in (None, args.batch_size):
             m = peak_memory(model, n, bs)
-            print(f"{model:5} batch_size={str(bs):>5}: peak {m['peak_mib']:8.0f} MiB "
-                  f"(after setup {m['baseline_mib']:6.0f} MiB)", flush=True)
+            print(f"{model:5} batch_size={str(bs):>5}: temporaries {m['temp_mib']:8.1f} MiB, "
+                  f"output {m['output_mib']:6.1f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -109,8 +109,10 @@ def _per_sample_jacobian(apply_fn: ApplyFn, params: Any, x: jax.Array) -> list[j
 def _contract(j1: list[jax.Array], j2: list[jax.Array], subs: tuple[str, str, str]) -> jax.Array:
     s1, s2, out = subs
     expr = f"{s1}Z,{s2}Z->{out}"  # Z (the parameter axis) is never used for output axes
-    return sum(jnp.einsum(expr, a, b, precision=jax.lax.Precision.HIGHEST)
-               for a, b in zip(j1, j2))
+    # Full-precision matmuls on accelerators (no TF32/bf16 passes); on CPU float32 matmuls are
+    # already exact-precision and HIGHEST only costs time (~13% measured).
+    precision = None if jax.default_backend() == "cpu" else jax.lax.Precision.HIGHEST
+    return sum(jnp.einsum(expr, a, b, precision=precision) for a, b in zip(j1, j2))
 
 
 def _pad_blocks(x: jax.Array, b: int) -> jax.Array:
