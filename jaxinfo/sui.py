@@ -510,7 +510,9 @@ def _prepare(theta, r0, n, lr, t, continuous, weight_decay, theta_ref, method) -
         if not bool(jnp.all(jnp.isfinite(chol))) or \
                 float(jnp.min(pivots)) <= 10 * nk * eps * s_max:
             raise ValueError(singular.format(
-                f"the Cholesky factorisation of Θ + (n−1)λI breaks down; λ_max ≈ {s_max:.3g}"))
+                f"the Cholesky factorisation of Θ + (n−1)λI in {theta.dtype} breaks down or has "
+                f"a pivot ≤ {10 * nk * eps:.1e}·λ_max, λ_max ≈ {s_max:.3g}"
+                + ("; float64 (jax.enable_x64) may resolve it" if eps > 1e-10 else "")))
         # The Schur-complement LOO needs the k columns and the k×k diagonal block of A⁻¹ of
         # every sample, i.e. all of A⁻¹: solving the factorisation against the identity.
         c_inv = jax.scipy.linalg.cho_solve((chol, True), eye)
