@@ -336,6 +336,31 @@ def _changes(apply_fn, params_full, params_loo, x_eval, removed, exclude_removed
     return jnp.sum(dw ** 2), dfs / m, dfs, dw, df
 
 
+def _build(apply_fn, lr, steps, weight_decay, exclude):
+    train = jax.jit(_make_trainer(apply_fn, lr, steps, weight_decay))
+    changes = jax.jit(jax.vmap(
+        lambda pf, pl, xe, r: _changes(apply_fn, pf, pl, xe, r, exclude),
+        in_axes=(None, 0, None, 0)))
+    return train, changes
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(apply_fn, lr, steps, weight_decay, exclude):
+    """Jitted ``(train, changes)``, cached per settings so repeated calls compile once."""
+    key = (apply_fn, lr, steps, weight_decay, exclude)
+    try:
+        hash(key)
+    except TypeError:  # unhashable apply_fn: no caching
+        return _build(*key)
+    if key not in _COMPILED:
+        if len(_COMPILED) > 16:
+            _COMPILED.clear()
+        _COMPILED[key] = _build(*key)
+    return _COMPILED[key]
+
+
 def _fingerprint(**kw) -> str:
     h = hashlib.sha256()
     for key in sorted(kw):
@@ -417,9 +442,7 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
     x_eval = x if exclude else x_ref
     fdtype = ravel_pytree(params)[0].dtype
 
-    train = jax.jit(_make_trainer(apply_fn, lr, steps, weight_decay))
-    changes = jax.jit(jax.vmap(lambda pf, pl, r: _changes(apply_fn, pf, pl, x_eval, r, exclude),
-                               in_axes=(None, 0, 0)))
+    train, changes = _compiled(apply_fn, float(lr), int(steps), float(weight_decay), exclude)
     take0 = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)  # noqa: E731
 
     ckpt = None
@@ -476,7 +499,8 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
         removed = np.concatenate([sel, np.full(pad, -1)])
         masks = (np.arange(n)[None, :] != removed[:, None]).astype(np.dtype(fdtype))
         params_loo = train(params, x, y, jnp.asarray(masks))
-        dw_sq, df_mean, df_sum, dw, df = changes(params_full, params_loo, jnp.asarray(removed))
+        dw_sq, df_mean, df_sum, dw, df = changes(params_full, params_loo, x_eval,
+                                                 jnp.asarray(removed))
         keep = slice(0, len(sel))
         res = dict(indices=sel, weight_change_sq=np.asarray(dw_sq, np.float64)[keep],
                    function_change_sq=np.asarray(df_mean, np.float64)[keep],
