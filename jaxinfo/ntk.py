@@ -55,6 +55,9 @@ _IMPLEMENTATIONS = ("auto", "jacobian", "ntvp")
 # Basis vectors per NTK-vector-product batch. Small batches keep the [chunk, n, width]
 # intermediates in cache: on CPU, 8 was 30x faster than 256 for a 512-wide MLP at n = 256.
 _NTVP_CHUNK = 8
+# Symmetric kernels Θ(x, x) of at least this many samples are contracted block-triangularly.
+_SYMMETRIC_MIN_N = 64
+_SYMMETRIC_PARTS = 4
 
 
 # ----------------------------------------------------------------------------- axes
@@ -115,6 +118,32 @@ def _contract(j1: list[jax.Array], j2: list[jax.Array], subs: tuple[str, str, st
     return sum(jnp.einsum(expr, a, b, precision=precision) for a, b in zip(j1, j2))
 
 
+def _contract_symmetric(j: list[jax.Array], subs: tuple[str, str, str], n: int) -> jax.Array:
+    """``Θ(x, x)`` computing only the upper block triangle (the kernel is symmetric).
+
+    The rows are split into ``_SYMMETRIC_PARTS`` equal (zero-padded) parts; block ``(b, a)`` for
+    ``a < b`` is block ``(a, b)`` with the x1/x2 roles of every output-axis pair swapped. With 4
+    parts this is 10 of 16 block products: 62.5 % of the contraction FLOPs (a ``syrk``).
+    """
+    s1, s2, out = subs
+    swap = dict(zip(s1, s2)) | dict(zip(s2, s1))
+    transposed = "".join(swap.get(c, c) for c in out)
+    parts = _SYMMETRIC_PARTS
+    size = -(-n // parts)
+    padded = [jnp.pad(leaf, [(0, parts * size - n)] + [(0, 0)] * (leaf.ndim - 1)) for leaf in j]
+    rows = [[leaf[a * size:(a + 1) * size] for leaf in padded] for a in range(parts)]
+    blocks = {}
+    for a in range(parts):
+        for b in range(a, parts):
+            blocks[a, b] = _contract(rows[a], rows[b], subs)
+            if b > a:
+                blocks[b, a] = jnp.einsum(f"{out}->{transposed}", blocks[a, b])
+    # out starts with the x1 batch letter then the x2 batch letter: axes 0 and 1
+    full = jnp.concatenate([jnp.concatenate([blocks[a, b] for b in range(parts)], axis=1)
+                            for a in range(parts)], axis=0)
+    return full[:n, :n]
+
+
 def _pad_blocks(x: jax.Array, b: int) -> jax.Array:
     """``[n, ...]`` → ``[ceil(n/b), b, ...]``, zero-padded."""
     n = x.shape[0]
@@ -132,6 +161,8 @@ def _ntk_jacobian(apply_fn, params, x1, x2, trace, diag, block, same):
     n1, n2 = x1.shape[0], x2.shape[0]
     if block is None:
         j1 = _per_sample_jacobian(apply_fn, params, x1)
+        if same and 0 not in diag and n1 >= _SYMMETRIC_MIN_N:
+            return _contract_symmetric(j1, subs, n1)
         j2 = j1 if same else _per_sample_jacobian(apply_fn, params, x2)
         return _contract(j1, j2, subs)
 

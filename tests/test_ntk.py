@@ -225,3 +225,15 @@ def test_bad_input_errors():
         empirical_ntk(apply_fn, params, x, batch_size=0)
     with pytest.raises(TypeError, match="flax"):
         jaxinfo.flax_apply(apply_fn)
+
+
+@pytest.mark.parametrize("axes", [((-1,), ()), ((), ()), ((), (-1,))])
+def test_symmetric_block_triangle(axes):
+    """Θ(x, x) for n ≥ 64 is contracted block-triangularly; it must equal the full product."""
+    apply_fn, params = mlp_model(jax.random.PRNGKey(19), width=4)
+    x = inputs_for("mlp", jax.random.PRNGKey(20), 70)  # 4 parts of 18 rows, 2 padded
+    ref = np.einsum(CASES_2D[axes], full_kernel(apply_fn, params, x, x))
+    got = empirical_ntk(apply_fn, params, x, trace_axes=axes[0], diagonal_axes=axes[1],
+                        implementation="jacobian")
+    assert got.shape == ref.shape
+    assert rel_err(got, ref) <= 1e-10
