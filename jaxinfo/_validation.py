@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["is_concrete", "check_finite", "check_positive", "check_ndim", "check_int_at_least"]
+__all__ = ["is_concrete", "check_finite", "check_positive", "check_ndim", "check_int_at_least",
+           "check_supervised"]
 
 
 def is_concrete(tree: Any) -> bool:
@@ -58,3 +59,49 @@ def check_int_at_least(name: str, value: Any, minimum: int) -> None:
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
+                     x_ref: Any = None) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
+    """Validates a supervised problem for the model-level entry points.
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> [batch, k]``.
+      params: weights pytree (finite).
+      x_train: ``[n, ...]`` with n ≥ 2 (finite).
+      y_train: ``[n, k]`` targets, or ``[n]`` when k = 1 (finite).
+      x_ref: optional ``[m, ...]`` reference inputs with the feature shape of ``x_train``.
+
+    Returns:
+      ``(x_train, f0 [n, k], y [n, k], x_ref)`` as JAX arrays, ``f0 = apply_fn(params, x_train)``
+      and ``y`` in ``f0``'s dtype.
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}")
+    x_train = jnp.asarray(x_train)
+    if x_train.ndim < 1 or x_train.shape[0] < 2:
+        raise ValueError(f"x_train must be [n, ...] with n >= 2 samples, got shape "
+                         f"{x_train.shape}")
+    check_finite("x_train", x_train)
+    check_finite("y_train", y_train)
+    check_finite("params", params)
+    n = x_train.shape[0]
+    f0 = apply_fn(params, x_train)
+    if f0.ndim != 2:
+        raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
+    k = f0.shape[1]
+    y = jnp.asarray(y_train, f0.dtype)
+    if y.ndim == 1 and k == 1:
+        y = y[:, None]
+    if y.shape != (n, k):
+        raise ValueError(f"y_train must have shape ({n}, {k}) (= apply_fn outputs on x_train"
+                         f"{', or (n,) when k = 1' if k == 1 else ''}), got "
+                         f"{tuple(np.shape(y_train))}")
+    if x_ref is not None:
+        x_ref = jnp.asarray(x_ref)
+        if x_ref.ndim != x_train.ndim or x_ref.shape[1:] != x_train.shape[1:] \
+                or x_ref.shape[0] < 1:
+            raise ValueError(f"x_ref must be [m, {', '.join(map(str, x_train.shape[1:]))}] "
+                             f"(the feature shape of x_train), got shape {x_ref.shape}")
+        check_finite("x_ref", x_ref)
+    return x_train, f0, y, x_ref

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinfo._validation import check_finite, check_positive, is_concrete
+from jaxinfo._validation import check_finite, check_positive, check_supervised, is_concrete
 
 __all__ = [
     "linearize",
@@ -285,29 +285,8 @@ def linearized_training(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_tr
     """
     from jaxinfo.ntk import empirical_ntk
 
-    x_train = jnp.asarray(x_train)
-    check_finite("x_train", x_train)
-    check_finite("y_train", y_train)
-    check_finite("params", params)
-    n = x_train.shape[0]
-    if n < 2:
-        raise ValueError(f"x_train needs n >= 2 samples, got {n}")
-    f0 = apply_fn(params, x_train)
-    if f0.ndim != 2:
-        raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
-    k = f0.shape[1]
-    y = jnp.asarray(y_train, f0.dtype)
-    if y.ndim == 1 and k == 1:
-        y = y[:, None]
-    if y.shape != f0.shape:
-        raise ValueError(f"y_train must have shape {tuple(f0.shape)} (= apply_fn outputs), "
-                         f"got {tuple(jnp.shape(y_train))}")
-    if x_ref is not None:
-        x_ref = jnp.asarray(x_ref)
-        if x_ref.shape[1:] != x_train.shape[1:]:
-            raise ValueError(f"x_ref must have feature shape {x_train.shape[1:]}, "
-                             f"got {x_ref.shape[1:]}")
-        check_finite("x_ref", x_ref)
+    x_train, f0, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    n, k = f0.shape
 
     ntk_kw = dict(trace_axes=(), batch_size=batch_size)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, x_train, **ntk_kw))

@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxinfo._validation import check_finite, check_int_at_least, check_positive
+from jaxinfo._validation import check_finite, check_int_at_least, check_positive, check_supervised
 from jaxinfo.linearize import as_times, check_step_size, kernel_matrix, spectral_gain
 
 __all__ = [
@@ -837,39 +837,6 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, *, n: int | 
         iterations=plan.iterations if plan else 0, num_reference=int(m_ref))
 
 
-def _model_inputs(apply_fn, params, x_train, y_train, x_ref):
-    """Validates model-level inputs; returns (x_train, f0 [n, k], y [n, k], x_ref)."""
-    if not callable(apply_fn):
-        raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}")
-    x_train = jnp.asarray(x_train)
-    if x_train.ndim < 1 or x_train.shape[0] < 2:
-        raise ValueError(f"x_train must be [n, ...] with n >= 2 samples, got shape "
-                         f"{x_train.shape}")
-    check_finite("x_train", x_train)
-    check_finite("y_train", y_train)
-    check_finite("params", params)
-    n = x_train.shape[0]
-    f0 = apply_fn(params, x_train)
-    if f0.ndim != 2:
-        raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
-    k = f0.shape[1]
-    y = jnp.asarray(y_train, f0.dtype)
-    if y.ndim == 1 and k == 1:
-        y = y[:, None]
-    if y.shape != (n, k):
-        raise ValueError(f"y_train must have shape ({n}, {k}) (= apply_fn outputs on x_train"
-                         f"{', or (n,) when k = 1' if k == 1 else ''}), got "
-                         f"{tuple(np.shape(y_train))}")
-    if x_ref is not None:
-        x_ref = jnp.asarray(x_ref)
-        if x_ref.ndim != x_train.ndim or x_ref.shape[1:] != x_train.shape[1:] \
-                or x_ref.shape[0] < 1:
-            raise ValueError(f"x_ref must be [m, {', '.join(map(str, x_train.shape[1:]))}] "
-                             f"(the feature shape of x_train), got shape {x_ref.shape}")
-        check_finite("x_ref", x_ref)
-    return x_train, f0, y, x_ref
-
-
 def unique_information(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax.Array,
                        x_ref: jax.Array | None = None, *, lr: float, t: Any = None,
                        continuous: bool = False, weight_decay: float = 0.0, sigma: float = 1.0,
@@ -908,7 +875,7 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_tra
 
     check_positive("sigma", sigma)
     check_positive("sigma_f", sigma_f)
-    x_train, f0, y, x_ref = _model_inputs(apply_fn, params, x_train, y_train, x_ref)
+    x_train, f0, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
     kw = dict(trace_axes=(), batch_size=batch_size)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, x_train, **kw))
     theta_ref = None
@@ -1005,7 +972,7 @@ def sgd_noise_unique_information(apply_fn: ApplyFn, params: Any, x_train: jax.Ar
     from jax.flatten_util import ravel_pytree
 
     check_int_at_least("sgd_batch_size", sgd_batch_size, 1)
-    x_train, f0, y, _ = _model_inputs(apply_fn, params, x_train, y_train, None)
+    x_train, f0, y, _ = check_supervised(apply_fn, params, x_train, y_train, None)
     flat, unravel = ravel_pytree(params)
     p = flat.shape[0]
     n, k = f0.shape
