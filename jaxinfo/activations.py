@@ -21,7 +21,7 @@ so memory grows with ``S * N``; the forward pass is jit-compiled once per batch 
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp

@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +45,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxinfo._validation import check_finite, check_int_at_least, check_positive
+from jaxinfo._validation import check_int_at_least, check_positive, check_supervised
 from jaxinfo.linearize import check_step_size, kernel_dynamics, kernel_matrix
 
 __all__ = [
@@ -106,33 +106,6 @@ def _check_indices(indices: Any, n: int) -> np.ndarray:
     if len(np.unique(idx)) != len(idx):
         raise ValueError("indices must not repeat")
     return idx.astype(np.int64)
-
-
-def _prepare(apply_fn, params, x_train, y_train, x_ref):
-    """Validates the inputs; returns ``(x, y [n, k], x_ref, f0 [n, k])``."""
-    x_train = jnp.asarray(x_train)
-    check_finite("x_train", x_train)
-    check_finite("y_train", y_train)
-    check_finite("params", params)
-    n = x_train.shape[0] if x_train.ndim else 0
-    if n < 2:
-        raise ValueError(f"x_train needs n >= 2 samples, got shape {x_train.shape}")
-    f0 = apply_fn(params, x_train)
-    if f0.ndim != 2:
-        raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
-    y = jnp.asarray(y_train, f0.dtype)
-    if y.ndim == 1 and f0.shape[1] == 1:
-        y = y[:, None]
-    if y.shape != f0.shape:
-        raise ValueError(f"y_train must have shape {tuple(f0.shape)} (= apply_fn outputs), "
-                         f"got {tuple(np.shape(y_train))}")
-    if x_ref is not None:
-        x_ref = jnp.asarray(x_ref)
-        if x_ref.ndim != x_train.ndim or x_ref.shape[1:] != x_train.shape[1:]:
-            raise ValueError(f"x_ref must have feature shape {tuple(x_train.shape[1:])} like "
-                             f"x_train, got shape {tuple(x_ref.shape)}")
-        check_finite("x_ref", x_ref)
-    return x_train, y, x_ref, f0
 
 
 def _progress_bar(total: int, desc: str, progress: bool):
@@ -272,7 +245,7 @@ def linearized_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: 
     """
     from jaxinfo.ntk import empirical_ntk
 
-    x_train, y, x_ref, f0 = _prepare(apply_fn, params, x_train, y_train, x_ref)
+    x_train, f0, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
     n = x_train.shape[0]
     kw = dict(trace_axes=(), batch_size=batch_size)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, x_train, **kw))
@@ -435,7 +408,7 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
         y_train = jnp.asarray(y_train, dtype)
         if x_ref is not None:
             x_ref = jnp.asarray(x_ref, dtype)
-    x, y, x_ref, _ = _prepare(apply_fn, params, x_train, y_train, x_ref)
+    x, _, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
     n = x.shape[0]
     idx = _check_indices(indices, n)
     exclude = x_ref is None

@@ -23,7 +23,7 @@ with the limit ``g_t(0) = ηt``. Θ is never inverted explicitly. Discrete GD di
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp

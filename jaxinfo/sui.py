@@ -60,7 +60,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import warnings
 from functools import partial

@@ -11,7 +11,6 @@ frozen while the others continue. Everything is driven by explicit PRNG keys.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax

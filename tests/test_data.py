@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinfo.data import (Dataset, batches, colored, load_digits, load_tfds, shuffled, split)
+from jaxinfo.data import batches, colored, load_digits, load_tfds, shuffled, split
 
 
 def _digits():

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxinfo.activations import capture_activations
 from jaxinfo.data import Dataset, batches, colored, load_digits, load_mnist, shuffled, split
-from jaxinfo.diversity import diversity_summary, kendall_tau, rank_models
+from jaxinfo.diversity import diversity_summary, rank_models
 from jaxinfo.train import TrainConfig, accuracy, init_mlp, train_classifier
 
 __all__ = ["ALPHAS", "BETAS", "load_splits", "run_config", "run_sweep", "kendall_table",
