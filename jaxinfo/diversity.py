@@ -264,10 +264,18 @@ def _ksg_pair_mi(xt, pi, pj, k: int, block_size: int, sample_chunk: int):
     return jax.lax.map(one, (pi, pj), batch_size=block_size)
 
 
-def _assemble(n: int, i, j, vals, dt):
-    mi = jnp.zeros((n, n), dt)
-    mi = mi.at[i, j].set(vals).at[j, i].set(vals)
-    return mi
+def _over_pairs(n: int, block: int, dt, pair_values) -> jax.Array:
+    """Symmetric ``[n, n]`` matrix (zero diagonal) of ``pair_values(pi, pj)`` over all pairs.
+
+    The ``n(n-1)/2`` upper pairs are padded to a multiple of ``block`` (static shapes for the
+    jitted per-pair kernels); padded results are dropped before assembly.
+    """
+    i, j = _upper_pairs(n)
+    if len(i) == 0:
+        return jnp.zeros((n, n), dt)
+    pi, pj, p = _pad_pairs(i, j, block)
+    vals = pair_values(jnp.asarray(pi), jnp.asarray(pj))[:p]
+    return jnp.zeros((n, n), dt).at[i, j].set(vals).at[j, i].set(vals)
 
 
 def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100,
@@ -320,12 +328,8 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
         check_int_at_least("block_size", block, 1)
         n = labels.shape[1]
         ent = _entropy_from_labels(labels, bins, False)
-        i, j = _upper_pairs(n)
-        if len(i) == 0:
-            return jnp.zeros((n, n), ent.dtype)
-        pi, pj, p = _pad_pairs(i, j, block)
-        vals = _binned_pair_mi(labels.T, jnp.asarray(pi), jnp.asarray(pj), ent, bins, block)[:p]
-        return _assemble(n, i, j, vals, ent.dtype)
+        return _over_pairs(n, block, ent.dtype, lambda pi, pj: _binned_pair_mi(
+            labels.T, pi, pj, ent, bins, block))
 
     acts = _check_acts(acts)
     check_int_at_least("k", k, 1)
@@ -343,12 +347,8 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
     if jitter is None:
         jitter = 1e-10 if acts.dtype == jnp.float64 else 1e-6
     x = _ksg_prepare(acts, key, jitter)
-    i, j = _upper_pairs(n)
-    if len(i) == 0:
-        return jnp.zeros((n, n), acts.dtype)
-    pi, pj, p = _pad_pairs(i, j, block)
-    vals = _ksg_pair_mi(x.T, jnp.asarray(pi), jnp.asarray(pj), k, block, chunk)[:p]
-    return _assemble(n, i, j, vals, acts.dtype)
+    return _over_pairs(n, block, acts.dtype, lambda pi, pj: _ksg_pair_mi(
+        x.T, pi, pj, k, block, chunk))
 
 
 class DiversitySummary(NamedTuple):
