@@ -1,7 +1,6 @@
 """Shared test fixtures: float64 scope and the golden reference data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,24 +8,17 @@ import pytest
 from jax import enable_x64
 
 
-def _golden_dir() -> Path:
-    env = os.environ.get("JAXINFO_GOLDEN")
-    candidates = [Path(env)] if env else []
-    repo = Path(__file__).resolve().parents[1]
-    candidates += [repo / "shared" / "golden" / "sui_reference",
-                   repo.parent / "shared" / "golden" / "sui_reference"]
-    for c in candidates:
-        if (c / "inputs.npz").exists():
-            return c
-    raise FileNotFoundError(
-        "golden SUI reference data not found; looked in " + ", ".join(map(str, candidates)) +
-        " (set JAXINFO_GOLDEN to the sui_reference folder)")
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def golden():
-    """Loader for ``shared/golden/sui_reference/<name>.npz`` (dict of numpy arrays)."""
-    root = _golden_dir()
+    """Loader for ``tests/data/sui_reference/<name>.npz`` (dict of numpy arrays).
+
+    The official SUI implementation's test vectors; provenance and licence in that folder's
+    README.
+    """
+    root = DATA / "sui_reference"
 
     def load(name: str) -> dict:
         with np.load(root / f"{name}.npz") as f:
