@@ -126,14 +126,15 @@ def main():
     rows = []
     for tt in args.t.split(","):
         t = None if tt == "inf" else int(tt)
-        kw = dict(lr=lr, t=t, theta_ref=theta_ref, reduction="sum", progress=False)
+        kw = dict(theta_ref=theta_ref, reduction="sum", progress=False)
+        dyn = jaxinfo.GradientDescent(lr=lr, t=t)
         t0 = time.perf_counter()
-        res = jaxinfo.unique_information_from_kernel(theta, r0[:, None], **kw)
+        res = jaxinfo.unique_information_from_kernel(theta, r0[:, None], dyn, **kw)
         cold = time.perf_counter() - t0
         warm = np.inf
         for _ in range(2):  # best of two warm runs (the machine is shared)
             t0 = time.perf_counter()
-            res = jaxinfo.unique_information_from_kernel(theta, r0[:, None], **kw)
+            res = jaxinfo.unique_information_from_kernel(theta, r0[:, None], dyn, **kw)
             warm = min(warm, time.perf_counter() - t0)
         w_e, f_e, sec_e = baseline(theta, theta_ref, r0, lr, t, samples, "eigh")
         w_p, f_p, sec_p = baseline(theta, theta_ref, r0, lr, t, samples, "power")

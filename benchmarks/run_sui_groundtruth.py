@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from jaxinfo.experiments.sui import ground_truth, rows_to_markdown  # noqa: E402
 from jaxinfo.plots import scatter_estimated_vs_actual  # noqa: E402
+from jaxinfo import GradientDescent
 
 # name -> ground_truth kwargs. Chosen to fit ~1 h of a shared 2-core CPU; see the results file.
 CONFIGS = {
@@ -163,9 +164,7 @@ def roundoff_check(work: str, progress: bool) -> dict:
     res = {}
     for dt in ("float32", "float64"):
         with jax.enable_x64(dt == "float64"):
-            r = retrain_loo(apply_fn, params, task.x_train, task.y_train, task.x_ref,
-                            lr=kw["lr"], steps=kw["steps"], indices=idx, chunk_size=len(idx),
-                            dtype=dt, progress=progress)
+            r = retrain_loo(apply_fn, params, task.x_train, task.y_train, task.x_ref, dynamics=GradientDescent(lr=kw["lr"], t=kw["steps"]), indices=idx, chunk_size=len(idx), dtype=dt, progress=progress)
         res[dt] = (r.weight_change_sq, r.function_change_sq)
     rel = lambda a, b: float(np.max(np.abs(a - b) / np.abs(b)))  # noqa: E731
     rec = dict(config=ROUNDOFF["config"], n=int(ROUNDOFF["n"]),

@@ -6,14 +6,14 @@ public functions stay usable under ``jax.jit``.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["is_concrete", "check_finite", "check_positive", "check_ndim", "check_int_at_least",
-           "check_supervised"]
+           "Supervised", "check_supervised"]
 
 
 def is_concrete(tree: Any) -> bool:
@@ -65,23 +65,42 @@ def check_int_at_least(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+class Supervised(NamedTuple):
+    """A validated supervised problem (see :func:`check_supervised`)."""
+
+    x: jax.Array
+    f0: jax.Array
+    y: jax.Array
+    x_ref: jax.Array | None
+    batch_size: int | None
+
+
 def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
-                     x_ref: Any = None) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
+                     x_ref: Any = None) -> Supervised:
     """Validates a supervised problem for the model-level entry points.
 
     Args:
       apply_fn: ``apply_fn(params, x) -> [batch, k]``.
       params: weights pytree (finite).
-      x_train: ``[n, ...]`` with n ≥ 2 (finite).
-      y_train: ``[n, k]`` targets, or ``[n]`` when k = 1 (finite).
-      x_ref: optional ``[m, ...]`` reference inputs with the feature shape of ``x_train``.
+      x_train: ``[n, ...]`` with n ≥ 2 (finite), a Dataset, or an iterable of dict batches
+        carrying ``"y"`` (:func:`jaxinfo.data.gather`).
+      y_train: ``[n, k]`` targets, or ``[n]`` when k = 1 (finite); ``None`` for batches.
+      x_ref: optional ``[m, ...]`` reference inputs (or batches) with the feature shape of
+        ``x_train``.
 
     Returns:
-      ``(x_train, f0 [n, k], y [n, k], x_ref)`` as JAX arrays, ``f0 = apply_fn(params, x_train)``
-      and ``y`` in ``f0``'s dtype.
+      :class:`Supervised`: ``x``, ``f0 = apply_fn(params, x)`` ``[n, k]``, ``y`` ``[n, k]`` in
+      ``f0``'s dtype, ``x_ref``, and the iterable's ``batch_size`` (or ``None``).
     """
+    from jaxinfo.data import gather
+
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}")
+    g = gather(x_train, y_train, name="x_train")
+    x_train, y_train = g.x, g.y
+    if y_train is None:
+        raise TypeError("y_train is missing: pass targets [n, k], or batches with a 'y' entry")
+    x_ref = gather(x_ref, name="x_ref").x
     x_train = jnp.asarray(x_train)
     if x_train.ndim < 1 or x_train.shape[0] < 2:
         raise ValueError(f"x_train must be [n, ...] with n >= 2 samples, got shape "
@@ -108,4 +127,4 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
             raise ValueError(f"x_ref must be [m, {', '.join(map(str, x_train.shape[1:]))}] "
                              f"(the feature shape of x_train), got shape {x_ref.shape}")
         check_finite("x_ref", x_ref)
-    return x_train, f0, y, x_ref
+    return Supervised(x_train, f0, y, x_ref, g.batch_size)

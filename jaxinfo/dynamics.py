@@ -89,11 +89,12 @@ class GradientDescent:
 
 
 def _is_concrete_times(t: Any) -> bool:
-    try:
-        vals = np.atleast_1d(np.asarray(t, dtype=object))
-    except Exception:  # noqa: BLE001 - anything non-array-like is checked by as_times
-        return True
-    return all(v is None or _is_number(v) for v in vals.ravel())
+    """True for a number, ``None`` or a (nested) list of them — values that can be checked."""
+    if isinstance(t, (list, tuple)):
+        return all(_is_concrete_times(v) for v in t)
+    if isinstance(t, np.ndarray):
+        return t.dtype != object or all(_is_concrete_times(v) for v in t.ravel())
+    return t is None or _is_number(t)
 
 
 def as_dynamics(dynamics: Any) -> GradientDescent:

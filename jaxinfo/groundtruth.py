@@ -1,6 +1,6 @@
 """Ground truth for smooth unique information: exact leave-one-out (LOO) retraining.
 
-Two references for the closed-form estimates of :mod:`jaxinfo.sui` (DESIGN.md §3):
+Two references for the closed-form estimates of :mod:`jaxinfo.sui` (``docs/maths/sui.md``):
 
 (a) **Exact LOO of the linearized network** (:func:`linearized_loo`, :func:`linearized_loo_kernel`).
     Brute force: for every removed sample ``i`` the closed form of linearized GD
@@ -33,11 +33,8 @@ squared changes (units of weights² and outputs²); smooth unique information in
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +42,12 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxinfo._validation import check_int_at_least, check_positive, check_supervised
-from jaxinfo.linearize import check_step_size, kernel_dynamics, kernel_matrix
+from jaxinfo._optional import progress_bar
+from jaxinfo._types import ApplyFn
+from jaxinfo._validation import check_int_at_least, check_supervised
+from jaxinfo.checkpoint import fingerprint, open_store
+from jaxinfo.dynamics import GradientDescent, as_dynamics
+from jaxinfo.linearize import _kernel_dynamics, check_step_size, kernel_dynamics, kernel_matrix
 
 __all__ = [
     "LOOChanges",
@@ -56,9 +57,6 @@ __all__ = [
     "Correlation",
     "correlation",
 ]
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
-
 
 class LOOChanges(NamedTuple):
     """Per-sample changes caused by removing one training sample.
@@ -108,20 +106,12 @@ def _check_indices(indices: Any, n: int) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _progress_bar(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not progress, leave=False)
-
-
 # ----------------------------------------------------------------------------- (a) linearized
 
-def _linearized_loo_one(theta, r0, alpha, theta_ref, i, *, n, k, lr, t, continuous,
-                        weight_decay):
+def _linearized_loo_one(theta, r0, alpha, theta_ref, i, ts, dyn, *, n, k):
     """Sample ``i`` removed: ``d = α − embed(β)``, ‖Jᵀd‖², mean/sum ‖Δf‖² and Δf ``[m, k]``."""
     rows = (_kept(i, n)[:, None] * k + jnp.arange(k)[None, :]).reshape(-1)  # [(n−1)k]
-    beta = kernel_dynamics(theta[rows][:, rows], r0[rows], n=n - 1, lr=lr, t=t,
-                           continuous=continuous, weight_decay=weight_decay).alpha[0]
+    beta = _kernel_dynamics(theta[rows][:, rows], r0[rows], None, ts, n - 1, dyn)[0][0]
     d = alpha.at[rows].add(-beta)  # α − embed(β)
     dw_sq = d @ (theta @ d)
     if theta_ref is None:
@@ -135,29 +125,23 @@ def _linearized_loo_one(theta, r0, alpha, theta_ref, i, *, n, k, lr, t, continuo
     return d, dw_sq, df_sum / m, df_sum, df
 
 
-_linearized_loo_one_jit = jax.jit(_linearized_loo_one, static_argnames=(
-    "n", "k", "lr", "t", "continuous", "weight_decay"))
+_linearized_loo_one_jit = jax.jit(_linearized_loo_one, static_argnames=("n", "k"))
 
 
-def linearized_loo_kernel(theta: jax.Array, r0: jax.Array, *, n: int, lr: float, t: Any = None,
-                          continuous: bool = False, weight_decay: float = 0.0,
+def linearized_loo_kernel(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
                           theta_ref: jax.Array | None = None, indices: Any = None,
                           return_vectors: bool = False, progress: bool = True) -> LOOChanges:
     """Brute-force exact leave-one-out of the linearized network, from precomputed kernels.
 
     For each removed sample ``i`` (``K`` its complement), the LOO run is
-    ``kernel_dynamics(Θ_KK, r0_K, n = n−1, lr, t, λ)``, i.e. learning rate per sample
+    ``kernel_dynamics(Θ_KK, r0_K, dynamics, n = n−1)``, i.e. learning rate per sample
     ``lr/(n−1)`` and decay ``(n−1)λ``, with its own eigendecomposition. See the module docstring
     for how ``Δw`` and ``Δf`` follow from the dual coefficients.
 
     Args:
       theta: ``[nk, nk]`` training NTK Θ (sample-major) or ``[n, n, k, k]``.
-      r0: ``[nk]`` or ``[n, k]`` initial residuals ``f(w0, X) − Y``.
-      n: number of training samples.
-      lr: learning rate of the averaged loss (> 0).
-      t: number of steps (discrete), time (continuous) or ``None`` for t = ∞; one value.
-      continuous: gradient flow instead of discrete GD.
-      weight_decay: λ ≥ 0.
+      r0: ``[n, k]`` (or ``[n]`` when k = 1) initial residuals ``f(w0, X) − Y``.
+      dynamics: :class:`jaxinfo.GradientDescent` with one time.
       theta_ref: ``[mk, nk]`` reference-vs-training NTK Θ* (or ``[m, n, k, k]``). ``None``: the
         reference inputs are the ``n − 1`` other training samples.
       indices: samples to remove (default: all ``n``).
@@ -169,9 +153,8 @@ def linearized_loo_kernel(theta: jax.Array, r0: jax.Array, *, n: int, lr: float,
       :class:`LOOChanges` (``weight_change_sq`` in weights², function changes in outputs²).
       ``settings["dual_delta"]`` holds ``d = α − β`` as ``[r, nk]`` (for forming ``Jᵀd``).
     """
-    check_positive("lr", lr)
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    dyn = as_dynamics(dynamics)
+    n = np.shape(r0)[0]
     check_int_at_least("n", n, 2)
     theta = jnp.asarray(kernel_matrix(jnp.asarray(theta)))
     nk = theta.shape[0]
@@ -185,25 +168,25 @@ def linearized_loo_kernel(theta: jax.Array, r0: jax.Array, *, n: int, lr: float,
         theta_ref = jnp.asarray(kernel_matrix(jnp.asarray(theta_ref)), theta.dtype)
         if theta_ref.ndim != 2 or theta_ref.shape[1] != nk or theta_ref.shape[0] % k:
             raise ValueError(f"theta_ref must be [m·k, {nk}], got {theta_ref.shape}")
-    if t is not None and np.ndim(t) != 0:
-        raise ValueError(f"t must be a single time (or None for t = ∞), got {t!r}")
+    ts = dyn.times()
+    if len(ts) != 1:
+        raise ValueError(f"dynamics.t must be a single time (or None for t = ∞), got {dyn.t!r}")
     idx = _check_indices(indices, n)
 
-    full = kernel_dynamics(theta, r0, n=n, lr=lr, t=t, continuous=continuous,
-                           weight_decay=weight_decay, theta_ref=theta_ref)
+    full = kernel_dynamics(theta, r0, dyn, n=n, theta_ref=theta_ref, dtype=None)
     alpha = full.alpha[0]  # [nk]
     # The LOO runs use η = lr/(n−1) on the kernel Θ_KK + (n−1)λI; λ_max(Θ_KK) ≤ λ_max(Θ)
     # (interlacing), so one check of the largest LOO step suffices.
-    check_step_size(float(full.eigenvalues[-1]) - n * weight_decay + (n - 1) * weight_decay,
-                    lr, n - 1, continuous=continuous)
+    lam = float(dyn.weight_decay)
+    check_step_size(float(full.eigenvalues[-1]) - lam, float(dyn.lr), n - 1,
+                    continuous=dyn.continuous)
 
-    one = _linearized_loo_one_jit
-    kw = dict(n=n, k=k, lr=lr, t=t, continuous=continuous, weight_decay=weight_decay)
-
+    ts_j = jnp.asarray(ts, theta.dtype)
     out = {key: [] for key in ("d", "w", "f", "fs", "df")}
-    bar = _progress_bar(len(idx), "linearized LOO", progress)
+    bar = progress_bar(total=len(idx), desc="linearized LOO", enable=progress)
     for i in idx:
-        d, w, f, fs, df = one(theta, r0, alpha, theta_ref, jnp.asarray(i), **kw)
+        d, w, f, fs, df = _linearized_loo_one_jit(theta, r0, alpha, theta_ref, jnp.asarray(i),
+                                                  ts_j, dyn, n=n, k=k)
         out["d"].append(np.asarray(d))
         out["w"].append(float(w))
         out["f"].append(float(f))
@@ -212,15 +195,13 @@ def linearized_loo_kernel(theta: jax.Array, r0: jax.Array, *, n: int, lr: float,
             out["df"].append(np.asarray(df))
         bar.update(1)
     bar.close()
-    settings = dict(kind="linearized", n=n, k=k, lr=lr, t=t, continuous=continuous,
-                    weight_decay=weight_decay, dual_delta=np.stack(out["d"]))
+    settings = dict(kind="linearized", n=n, k=k, dynamics=dyn, dual_delta=np.stack(out["d"]))
     return LOOChanges(idx, np.asarray(out["w"]), np.asarray(out["f"]), np.asarray(out["fs"]),
                       None, np.stack(out["df"]) if return_vectors else None, settings)
 
 
-def linearized_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax.Array,
-                   x_ref: jax.Array | None = None, *, lr: float, t: Any = None,
-                   continuous: bool = False, weight_decay: float = 0.0, indices: Any = None,
+def linearized_loo(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: Any = None,
+                   x_ref: Any = None, *, dynamics: GradientDescent, indices: Any = None,
                    return_vectors: bool = False, batch_size: int | None = None,
                    progress: bool = True) -> LOOChanges:
     """Brute-force exact leave-one-out of the linearized network ``f_lin`` around ``params``.
@@ -232,9 +213,10 @@ def linearized_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: 
     Args:
       apply_fn: ``apply_fn(params, x) -> [batch, k]``.
       params: weights w0 the network is linearized around (and training starts from).
-      x_train: ``[n, ...]``; y_train: ``[n, k]`` (``[n]`` when k = 1).
+      x_train: ``[n, ...]`` (or batches with ``"y"``); y_train: ``[n, k]`` (``[n]`` when
+        k = 1).
       x_ref: ``[m, ...]`` reference inputs, or ``None`` (the other training samples).
-      lr, t, continuous, weight_decay: as in :func:`jaxinfo.linearize.linearized_training`.
+      dynamics: :class:`jaxinfo.GradientDescent` with one time.
       indices: samples to remove (default all).
       return_vectors: also return ``weight_delta [r, P]`` and ``function_delta [r, m, k]``.
       batch_size: block size for the NTK.
@@ -245,15 +227,15 @@ def linearized_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: 
     """
     from jaxinfo.ntk import empirical_ntk
 
-    x_train, f0, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    x_train, f0, y, x_ref = sup.x, sup.f0, sup.y, sup.x_ref
     n = x_train.shape[0]
-    kw = dict(trace_axes=(), batch_size=batch_size)
+    kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, x_train, **kw))
     theta_ref = None
     if x_ref is not None:
         theta_ref = kernel_matrix(empirical_ntk(apply_fn, params, x_ref, x_train, **kw))
-    res = linearized_loo_kernel(theta, f0 - y, n=n, lr=lr, t=t, continuous=continuous,
-                                weight_decay=weight_decay, theta_ref=theta_ref, indices=indices,
+    res = linearized_loo_kernel(theta, f0 - y, dynamics, theta_ref=theta_ref, indices=indices,
                                 return_vectors=return_vectors, progress=progress)
     if not return_vectors:
         return res
@@ -334,28 +316,14 @@ def _compiled(apply_fn, lr, steps, weight_decay, exclude):
     return _COMPILED[key]
 
 
-def _fingerprint(**kw) -> str:
-    h = hashlib.sha256()
-    for key in sorted(kw):
-        v = kw[key]
-        if isinstance(v, (np.ndarray, jax.Array)):
-            a = np.ascontiguousarray(np.asarray(v))
-            h.update(f"{key}:{a.dtype}:{a.shape}".encode())
-            h.update(a.tobytes())
-        else:
-            h.update(f"{key}={v!r};".encode())
-    return h.hexdigest()[:16]
-
-
-def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax.Array,
-                x_ref: jax.Array | None = None, *, lr: float, steps: int,
-                weight_decay: float = 0.0, indices: Any = None, chunk_size: int = 16,
-                dtype: Any = None, return_vectors: bool = False,
+def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: Any = None,
+                x_ref: Any = None, *, dynamics: GradientDescent, indices: Any = None,
+                chunk_size: int = 16, dtype: Any = None, return_vectors: bool = False,
                 checkpoint_dir: str | os.PathLike | None = None,
                 progress: bool = True) -> LOOChanges:
     """Real-network leave-one-out retraining, vmapped over removal masks.
 
-    Every model starts at ``params`` and takes ``steps`` full-batch ``optax.sgd(lr)`` steps on
+    Every model starts at ``params`` and takes ``dynamics.t`` full-batch ``optax.sgd(lr)`` steps on
     the masked loss of the module docstring (mean over the kept samples, so the effective
     learning rate per sample is ``lr/(n−1)`` for LOO and ``lr/n`` for the full model). The full
     model is trained by the same compiled function (a chunk of all-ones masks), so full and LOO
@@ -363,9 +331,10 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
 
     Work is split in chunks of ``chunk_size`` removed samples (the last chunk is padded with
     all-ones masks, so one shape is compiled). With ``checkpoint_dir`` the full model is saved
-    as ``full.npz`` and each finished chunk as ``chunk_XXXXX.npz``; a later call with the same
-    settings loads them instead of recomputing (a ``config.json`` fingerprint guards against
-    mixing settings; a mismatch raises ``ValueError``).
+    as ``full.npz`` and each finished chunk as ``chunk_XXXXX.npz`` (:mod:`jaxinfo.checkpoint`:
+    atomic writes); a later call with the same settings loads them instead of recomputing (a
+    fingerprint in ``meta.json`` guards against mixing settings; a mismatch raises
+    ``ValueError``).
 
     Round-off: removing one sample out of hundreds changes the weights by a small fraction of
     the training displacement, so float32 round-off accumulated over the steps can compete
@@ -375,10 +344,12 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
     Args:
       apply_fn: ``apply_fn(params, x) -> [batch, k]``.
       params: initial weights w0 (pytree).
-      x_train: ``[n, ...]``; y_train: ``[n, k]`` (``[n]`` when k = 1).
+      x_train: ``[n, ...]`` (or batches with ``"y"``); y_train: ``[n, k]`` (``[n]`` when
+        k = 1).
       x_ref: ``[m, ...]`` reference inputs; ``None``: the other ``n − 1`` training samples.
-      lr: learning rate (> 0). steps: number of full-batch steps (≥ 1).
-      weight_decay: λ ≥ 0 in ``(λ/2)‖w − w0‖²``.
+      dynamics: :class:`jaxinfo.GradientDescent` with a finite integer ``t`` (the number of
+        full-batch steps) and ``continuous=False``: the same object that drives the closed
+        form this retraining checks.
       indices: samples to remove (default all ``n``), order kept.
       chunk_size: models trained per compiled call (memory ~ chunk_size × model + activations).
       dtype: cast params and data to this floating dtype (default: params' dtype).
@@ -391,11 +362,13 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
       :class:`LOOChanges` relative to the full-data model trained identically;
       ``settings["full_loss"]`` is the full model's final training loss.
     """
-    check_positive("lr", lr)
-    check_int_at_least("steps", steps, 1)
+    dyn = as_dynamics(dynamics)
+    if dyn.continuous or dyn.t is None or np.ndim(dyn.t) != 0:
+        raise ValueError("retrain_loo needs discrete dynamics with a finite number of steps "
+                         f"(GradientDescent(lr, t=steps)), got {dyn!r}")
+    lr, steps, weight_decay = float(dyn.lr), int(dyn.t), float(dyn.weight_decay)
+    check_int_at_least("dynamics.t (steps)", steps, 1)
     check_int_at_least("chunk_size", chunk_size, 1)
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if dtype is not None:
         dtype = jnp.dtype(dtype)
         if not jnp.issubdtype(dtype, jnp.floating):
@@ -408,7 +381,8 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
         y_train = jnp.asarray(y_train, dtype)
         if x_ref is not None:
             x_ref = jnp.asarray(x_ref, dtype)
-    x, _, y, x_ref = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    x, y, x_ref = sup.x, sup.y, sup.x_ref
     n = x.shape[0]
     idx = _check_indices(indices, n)
     exclude = x_ref is None
@@ -418,39 +392,24 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
     train, changes = _compiled(apply_fn, float(lr), int(steps), float(weight_decay), exclude)
     take0 = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)  # noqa: E731
 
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Path(checkpoint_dir)
-        ckpt.mkdir(parents=True, exist_ok=True)
-        fp = _fingerprint(x=x, y=y, x_ref=x_ref if x_ref is not None else "none",
-                          p=ravel_pytree(params)[0], lr=float(lr), steps=int(steps),
-                          wd=float(weight_decay), idx=idx, chunk=int(chunk_size),
-                          dtype=str(fdtype))
-        cfg = ckpt / "config.json"
-        if cfg.exists():
-            old = json.loads(cfg.read_text()).get("fingerprint")
-            if old != fp:
-                raise ValueError(f"checkpoint_dir {str(ckpt)!r} holds results of different "
-                                 "settings or data; use an empty folder")
-        else:
-            cfg.write_text(json.dumps(dict(fingerprint=fp, n=int(n), steps=int(steps),
-                                           lr=float(lr), weight_decay=float(weight_decay),
-                                           chunk_size=int(chunk_size), dtype=str(fdtype))))
+    fp = fingerprint(x, y, x_ref, ravel_pytree(params)[0], idx, kind="retrain_loo",
+                     lr=lr, steps=steps, weight_decay=weight_decay, chunk=int(chunk_size),
+                     dtype=str(fdtype))
+    store = open_store(checkpoint_dir, fp, kind="retrain_loo", n=int(n), steps=steps, lr=lr,
+                       weight_decay=weight_decay, chunk_size=int(chunk_size), dtype=str(fdtype))
 
     n_chunks = -(-len(idx) // chunk_size)
-    bar = _progress_bar(n_chunks + 1, "LOO retraining", progress)
+    bar = progress_bar(total=n_chunks + 1, desc="LOO retraining", enable=progress)
 
     # The full model: one chunk of all-ones masks (same compiled function as the LOO chunks).
     ones = jnp.ones((chunk_size, n), fdtype)
-    full_file = None if ckpt is None else ckpt / "full.npz"
-    if full_file is not None and full_file.exists():
-        with np.load(full_file) as f:
-            flat_full = jnp.asarray(f["params"], fdtype)
-        params_full = ravel_pytree(params)[1](flat_full)
+    saved = None if store is None else store.load("full")
+    if saved is not None:
+        params_full = ravel_pytree(params)[1](jnp.asarray(saved["params"], fdtype))
     else:
         params_full = take0(train(params, x, y, ones))
-        if full_file is not None:
-            _atomic_savez(full_file, params=np.asarray(ravel_pytree(params_full)[0]))
+        if store is not None:
+            store.save("full", params=np.asarray(ravel_pytree(params_full)[0]))
     full_loss = float(_mse_masked(apply_fn, params_full, params, x, y, jnp.ones(n, fdtype),
                                   weight_decay))
     bar.update(1)
@@ -458,14 +417,11 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
     w, f, fs, wds, dfs = [], [], [], [], []
     for c in range(n_chunks):
         sel = idx[c * chunk_size:(c + 1) * chunk_size]
-        file = None if ckpt is None else ckpt / f"chunk_{c:05d}.npz"
-        if file is not None and file.exists() and not return_vectors:
-            with np.load(file) as z:
-                if not np.array_equal(z["indices"], sel):
-                    raise ValueError(f"{file} holds other samples; use an empty checkpoint_dir")
-                w.append(z["weight_change_sq"])
-                f.append(z["function_change_sq"])
-                fs.append(z["function_change_sq_sum"])
+        z = None if store is None or return_vectors else store.load(f"chunk_{c:05d}")
+        if z is not None:
+            w.append(z["weight_change_sq"])
+            f.append(z["function_change_sq"])
+            fs.append(z["function_change_sq_sum"])
             bar.update(1)
             continue
         pad = chunk_size - len(sel)
@@ -478,8 +434,8 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
         res = dict(indices=sel, weight_change_sq=np.asarray(dw_sq, np.float64)[keep],
                    function_change_sq=np.asarray(df_mean, np.float64)[keep],
                    function_change_sq_sum=np.asarray(df_sum, np.float64)[keep])
-        if file is not None:
-            _atomic_savez(file, **res)
+        if store is not None:
+            store.save(f"chunk_{c:05d}", **res)
         w.append(res["weight_change_sq"])
         f.append(res["function_change_sq"])
         fs.append(res["function_change_sq_sum"])
@@ -488,19 +444,11 @@ def retrain_loo(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_train: jax
             dfs.append(np.asarray(df)[keep])
         bar.update(1)
     bar.close()
-    settings = dict(kind="retrained", n=int(n), lr=float(lr), steps=int(steps),
-                    weight_decay=float(weight_decay), chunk_size=int(chunk_size),
+    settings = dict(kind="retrained", n=int(n), dynamics=dyn, chunk_size=int(chunk_size),
                     dtype=str(fdtype), full_loss=full_loss)
     return LOOChanges(idx, np.concatenate(w), np.concatenate(f), np.concatenate(fs),
                       np.concatenate(wds) if return_vectors else None,
                       np.concatenate(dfs) if return_vectors else None, settings)
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    """Writes ``path`` via a temporary file and a rename (no half-written checkpoints)."""
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- comparison

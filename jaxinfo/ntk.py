@@ -44,14 +44,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
 from jaxinfo._validation import check_finite, check_int_at_least
 
-__all__ = ["empirical_ntk", "ntk_vector_product", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["empirical_ntk", "empirical_ntk_fn", "ntk_vector_product"]
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
-
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes a block of per-sample Jacobians may take
 _IMPLEMENTATIONS = ("auto", "jacobian", "ntvp")
+# neural-tangents' NtkImplementation enum values.
+_NT_IMPLEMENTATIONS = {0: "auto", 1: "jacobian", 2: "ntvp", 3: "structured"}
 # Basis vectors per NTK-vector-product batch. Small batches keep the [chunk, n, width]
 # intermediates in cache: on CPU, 8 was 30x faster than 256 for a 512-wide MLP at n = 256.
 _NTVP_CHUNK = 8
@@ -207,6 +207,104 @@ def _ntk_ntvp(apply_fn, params, x1, x2, trace, diag, chunk):
 
 # ----------------------------------------------------------------------------- public
 
+class _Bound:
+    """``f(params, x, **kwargs)`` with fixed keyword arguments, hashable when they are (so the
+    jitted kernels see the same static function across calls and compile once)."""
+
+    def __init__(self, f: Callable[..., Any], kwargs: dict):
+        self.f, self.kwargs = f, kwargs
+        self._key = (f, tuple(sorted(kwargs.items())))
+
+    def __call__(self, params, x):
+        return self.f(params, x, **self.kwargs)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Bound) and self._key == other._key
+
+
+def _bind(f: Callable[..., Any], kwargs: dict) -> ApplyFn:
+    if not kwargs:
+        return f
+    try:
+        hash(tuple(sorted(kwargs.items())))
+    except TypeError:  # unhashable values (arrays): a fresh closure, traced per call
+        return functools.partial(f, **kwargs)
+    return _Bound(f, kwargs)
+
+
+def empirical_ntk_fn(f: Callable[..., Any], trace_axes: Sequence[int] = (-1,),
+                     diagonal_axes: Sequence[int] = (), vmap_axes: Any = 0,
+                     implementation: int | str = "auto", *, batch_size: int | None = None,
+                     memory_budget: int = DEFAULT_MEMORY_BUDGET
+                     ) -> Callable[..., jax.Array]:
+    """A neural-tangents-compatible kernel factory: ``ntk(x1, x2, params, **apply_kwargs)``.
+
+    Drop-in for ``neural_tangents.empirical_ntk_fn`` (whose last release does not import on
+    JAX ≥ 0.6): same arguments, same call signature, same conventions — in particular, traced
+    axes are **averaged** (neural-tangents divides the trace by the size of the traced axes),
+    whereas :func:`empirical_ntk` sums them. A ``stax`` model's ``apply_fn`` works unchanged::
+
+        # import neural_tangents as nt
+        import jaxinfo as nt
+        kernel_fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0)
+        k = kernel_fn(x1, None, params)          # [n1, n1, k, k]
+
+    Args:
+      f: ``f(params, x, **apply_kwargs) -> [n, *out]``.
+      trace_axes: output axes averaged over (batch axis included in the numbering).
+      diagonal_axes: output axes of which only the diagonal is kept.
+      vmap_axes: ``0`` (samples are independent along axis 0: per-sample Jacobians) or ``None``
+        (no independence assumed: NTK-vector products of the whole batch). Other layouts of
+        neural-tangents' ``vmap_axes`` are not supported (``NotImplementedError``).
+      implementation: neural-tangents' enum values ``0`` (auto), ``1`` (Jacobian contraction),
+        ``2`` (NTK-vector products), ``3`` (structured derivatives), or the names of
+        :func:`empirical_ntk` (``"auto"``, ``"jacobian"``, ``"ntvp"``, ``"structured"``).
+      batch_size, memory_budget: as in :func:`empirical_ntk`.
+
+    Returns:
+      A pure function ``ntk(x1, x2, params, **apply_kwargs)`` (``x2=None`` means ``x1``) that
+      can be wrapped in ``jax.jit`` and ``jax.vmap`` (e.g. over an ensemble of ``params``).
+    """
+    if vmap_axes not in (0, None):
+        raise NotImplementedError(f"vmap_axes={vmap_axes!r}: only 0 (batch axis first) and None "
+                                  "are supported")
+    if isinstance(implementation, (int, np.integer)) and not isinstance(implementation, bool):
+        if int(implementation) not in _NT_IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {sorted(_NT_IMPLEMENTATIONS)} "
+                             f"(neural-tangents' NtkImplementation) or a name, got "
+                             f"{implementation!r}")
+        implementation = _NT_IMPLEMENTATIONS[int(implementation)]
+    elif hasattr(implementation, "value"):  # a neural-tangents NtkImplementation enum member
+        implementation = _NT_IMPLEMENTATIONS[int(implementation.value)]
+    if implementation not in _IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS} or 0..3, got "
+                         f"{implementation!r}")
+    if vmap_axes is None:
+        if implementation not in ("auto", "ntvp"):
+            raise ValueError("vmap_axes=None (samples not assumed independent) needs "
+                             "implementation 0 / 'auto' or 2 / 'ntvp' (NTK-vector products)")
+        implementation = "ntvp"
+    trace_axes = tuple(int(a) for a in np.atleast_1d(trace_axes))
+    diagonal_axes = tuple(int(a) for a in np.atleast_1d(diagonal_axes))
+
+    def ntk(x1: Any, x2: Any = None, params: Any = None, **apply_kwargs: Any) -> jax.Array:
+        from jaxinfo.data import gather
+
+        x1, x2 = gather(x1, name="x1").x, gather(x2, name="x2").x
+        apply_fn = _bind(f, apply_kwargs)
+        kernel = empirical_ntk(apply_fn, params, x1, x2, trace_axes=trace_axes,
+                               diagonal_axes=diagonal_axes, implementation=implementation,
+                               batch_size=batch_size, memory_budget=memory_budget)
+        out_shape = jax.eval_shape(lambda x: apply_fn(params, x), jnp.asarray(x1)[:1]).shape
+        traced = _canonical_axes(trace_axes, len(out_shape), "trace_axes")
+        return kernel / int(np.prod([out_shape[a] for a in traced]))
+
+    return ntk
+
+
 def _num_params(params: Any) -> int:
     return sum(int(np.prod(np.shape(p))) for p in jax.tree_util.tree_leaves(params))
 
@@ -220,8 +318,11 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
     Args:
       apply_fn: ``apply_fn(params, x) -> [n, *out]`` (e.g. from :func:`jaxinfo.flax_apply`).
       params: the weights (any pytree).
-      x1: ``[n1, ...]`` inputs.
-      x2: ``[n2, ...]`` inputs; ``None`` means ``x1`` (the symmetric training kernel).
+      x1: ``[n1, ...]`` inputs, or an iterable of dict batches ``{"x", "mask"?}``
+        (:mod:`jaxinfo.data`'s batch convention; then the kernel is computed in blocks of the
+        iterable's batch size unless ``batch_size`` is given, so only one block of Jacobians
+        is in memory at a time).
+      x2: ``[n2, ...]`` inputs or batches; ``None`` means ``x1`` (the symmetric kernel).
       trace_axes: output axes to trace over (see the module docstring).
       diagonal_axes: output axes to keep only the diagonal of.
       implementation: ``"jacobian"``, ``"ntvp"`` or ``"auto"`` (module docstring).
@@ -238,7 +339,13 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
         raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}")
+    from jaxinfo.data import gather
+
     same = x2 is None
+    g1, g2 = gather(x1, name="x1"), gather(x2, name="x2")
+    x1, x2 = g1.x, g2.x
+    if batch_size is None and (g1.batch_size or g2.batch_size):
+        batch_size = max(g1.batch_size or 0, g2.batch_size or 0)
     x1 = jnp.asarray(x1)
     x2 = x1 if same else jnp.asarray(x2)
     if x1.ndim < 1 or x1.shape[0] < 1:

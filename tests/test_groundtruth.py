@@ -13,6 +13,7 @@ from jax.flatten_util import ravel_pytree
 from jaxinfo.groundtruth import (Correlation, correlation, linearized_loo, linearized_loo_kernel,
                                  retrain_loo)
 from jaxinfo.linearize import linearize
+from jaxinfo import GradientDescent
 
 
 def _mlp(key, d, width, k, dtype=jnp.float32, scale=1.0):
@@ -85,8 +86,7 @@ def test_linearized_loo_equals_optax_gd_on_linearized_net(x64, weight_decay, k, 
     apply_fn, params = _mlp(jax.random.PRNGKey(0), d, 16, k, jnp.float64)
     x, y, xr = _data(jax.random.PRNGKey(1), n, d, k, m=5 if with_ref else 0, dtype=jnp.float64)
     f_lin = linearize(apply_fn, params)
-    res = linearized_loo(f_lin, params, x, y, xr, lr=lr, t=steps, weight_decay=weight_decay,
-                         return_vectors=True, progress=False)
+    res = linearized_loo(f_lin, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps, weight_decay=weight_decay), return_vectors=True, progress=False)
     gd = dict(lr=lr, steps=steps, weight_decay=weight_decay)
     full = _take(_gd(f_lin, params, x[None], y[None], **gd), 0)
     loos = _gd(f_lin, params, _loo_stack(x, range(n)), _loo_stack(y, range(n)), **gd)
@@ -112,10 +112,8 @@ def test_linearized_loo_kernel_subset_and_continuous(x64):
     a = rng.normal(size=(n * k, 9))
     theta = a @ a.T
     r0 = rng.normal(size=n * k)
-    full = linearized_loo_kernel(theta, r0, n=n, lr=0.1, t=5.0, continuous=True,
-                                 progress=False)
-    sub = linearized_loo_kernel(theta, r0, n=n, lr=0.1, t=5.0, continuous=True,
-                                indices=[4, 1], progress=False)
+    full = linearized_loo_kernel(theta, r0, GradientDescent(lr=0.1, t=5.0, continuous=True), progress=False)
+    sub = linearized_loo_kernel(theta, r0, GradientDescent(lr=0.1, t=5.0, continuous=True), indices=[4, 1], progress=False)
     np.testing.assert_allclose(sub.weight_change_sq, full.weight_change_sq[[4, 1]], rtol=1e-12)
     assert np.all(full.weight_change_sq > 0)
 
@@ -128,10 +126,8 @@ def test_fast_path_equals_brute_force(x64):
         x, y, xr = _data(jax.random.PRNGKey(5), n, d, k, m=4 if with_ref else 0,
                          dtype=jnp.float64)
         lr = 0.2
-        ref = linearized_loo(apply_fn, params, x, y, xr, lr=lr, t=t, weight_decay=wd,
-                             progress=False)
-        fast = sui.unique_information(apply_fn, params, x, y, xr, lr=lr, t=t, weight_decay=wd,
-                                      sigma=1.0, sigma_f=1.0, progress=False)
+        ref = linearized_loo(apply_fn, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=t, weight_decay=wd), progress=False)
+        fast = sui.unique_information(apply_fn, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=t, weight_decay=wd), sigma=1.0, sigma_f=1.0, progress=False)
         np.testing.assert_allclose(fast.weight_change_sq, ref.weight_change_sq, rtol=1e-8)
         np.testing.assert_allclose(fast.function_change_sq, ref.function_change_sq, rtol=1e-8)
         np.testing.assert_allclose(fast.weight_si, ref.weight_change_sq / 2, rtol=1e-8)
@@ -144,8 +140,7 @@ def test_vmapped_masked_retraining_equals_loop(x64):
     apply_fn, params = _mlp(jax.random.PRNGKey(2), d, 10, k, jnp.float64)
     x, y, xr = _data(jax.random.PRNGKey(3), n, d, k, m=3, dtype=jnp.float64)
     idx = np.array([0, 3, 4, 8, 6])  # 2 chunks of 3, the last one padded
-    res = retrain_loo(apply_fn, params, x, y, xr, lr=lr, steps=steps, weight_decay=wd,
-                      indices=idx, chunk_size=3, return_vectors=True, progress=False)
+    res = retrain_loo(apply_fn, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps, weight_decay=wd), indices=idx, chunk_size=3, return_vectors=True, progress=False)
     np.testing.assert_array_equal(res.indices, idx)
     gd = dict(lr=lr, steps=steps, weight_decay=wd)
     full = _take(_gd(apply_fn, params, x[None], y[None], **gd), 0)
@@ -165,8 +160,7 @@ def test_retraining_without_x_ref_uses_other_training_samples(x64):
     n, d = 6, 3
     apply_fn, params = _mlp(jax.random.PRNGKey(4), d, 8, 1, jnp.float64)
     x, y, _ = _data(jax.random.PRNGKey(5), n, d, 1, dtype=jnp.float64)
-    res = retrain_loo(apply_fn, params, x, y, lr=0.3, steps=10, chunk_size=4,
-                      return_vectors=True, progress=False)
+    res = retrain_loo(apply_fn, params, x, y, dynamics=GradientDescent(lr=0.3, t=10), chunk_size=4, return_vectors=True, progress=False)
     assert res.function_delta.shape == (n, n, 1)
     for j in range(n):
         assert res.function_delta[j, j, 0] == 0.0
@@ -179,9 +173,8 @@ def test_lazy_regime_estimates_match_retraining(x64):
     n, d, k, lr, steps = 24, 5, 1, 0.01, 100
     apply_fn, params = _mlp(jax.random.PRNGKey(6), d, 1024, k, jnp.float64)
     x, y, xr = _data(jax.random.PRNGKey(7), n, d, k, m=10, dtype=jnp.float64)
-    est = linearized_loo(apply_fn, params, x, y, xr, lr=lr, t=steps, progress=False)
-    act = retrain_loo(apply_fn, params, x, y, xr, lr=lr, steps=steps, chunk_size=8,
-                      progress=False)
+    est = linearized_loo(apply_fn, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps), progress=False)
+    act = retrain_loo(apply_fn, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps), chunk_size=8, progress=False)
     cw = correlation(est.weight_change_sq, act.weight_change_sq)
     cf = correlation(est.function_change_sq, act.function_change_sq)
     assert isinstance(cw, Correlation) and cw.n == n
@@ -193,11 +186,12 @@ def test_checkpoint_resume_does_not_recompute(tmp_path):
     n, d = 10, 3
     apply_fn, params = _mlp(jax.random.PRNGKey(8), d, 8, 1)
     x, y, xr = _data(jax.random.PRNGKey(9), n, d, 1, m=4)
-    kw = dict(lr=0.2, steps=5, indices=np.arange(7), chunk_size=3, progress=False)
+    kw = dict(dynamics=GradientDescent(lr=0.2, t=5), indices=np.arange(7), chunk_size=3,
+              progress=False)
     first = retrain_loo(apply_fn, params, x, y, xr, checkpoint_dir=tmp_path, **kw)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["chunk_00000.npz", "chunk_00001.npz", "chunk_00002.npz", "config.json",
-                     "full.npz"]
+    assert files == ["chunk_00000.npz", "chunk_00001.npz", "chunk_00002.npz", "full.npz",
+                     "meta.json"]
     # Tamper with a finished chunk: a resumed run must return the stored values, not recompute.
     chunk = tmp_path / "chunk_00001.npz"
     with np.load(chunk) as z:
@@ -216,8 +210,9 @@ def test_checkpoint_resume_does_not_recompute(tmp_path):
     np.testing.assert_allclose(third.weight_change_sq[6], first.weight_change_sq[6], rtol=1e-6)
     assert os.stat(tmp_path / "chunk_00000.npz").st_mtime_ns == mtimes["chunk_00000.npz"]
     # Other settings in the same folder are refused.
-    with pytest.raises(ValueError, match="checkpoint_dir"):
-        retrain_loo(apply_fn, params, x, y, xr, checkpoint_dir=tmp_path, **dict(kw, lr=0.3))
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        retrain_loo(apply_fn, params, x, y, xr, checkpoint_dir=tmp_path,
+                    **dict(kw, dynamics=GradientDescent(lr=0.3, t=5)))
 
 
 # ----------------------------------------------------------------------------- errors
@@ -225,11 +220,14 @@ def test_checkpoint_resume_does_not_recompute(tmp_path):
 def test_bad_inputs():
     apply_fn, params = _mlp(jax.random.PRNGKey(10), 3, 4, 1)
     x, y, xr = _data(jax.random.PRNGKey(11), 5, 3, 1, m=2)
-    kw = dict(lr=0.1, steps=2, progress=False)
+    kw = dict(dynamics=GradientDescent(lr=0.1, t=2), progress=False)
     with pytest.raises(ValueError, match="lr"):
-        retrain_loo(apply_fn, params, x, y, **dict(kw, lr=0.0))
+        retrain_loo(apply_fn, params, x, y, **dict(kw, dynamics=GradientDescent(lr=0.0, t=2)))
     with pytest.raises(ValueError, match="steps"):
-        retrain_loo(apply_fn, params, x, y, **dict(kw, steps=0))
+        retrain_loo(apply_fn, params, x, y, **dict(kw, dynamics=GradientDescent(lr=0.1)))
+    with pytest.raises(ValueError, match="steps"):
+        retrain_loo(apply_fn, params, x, y,
+                    **dict(kw, dynamics=GradientDescent(lr=0.1, t=2.0, continuous=True)))
     with pytest.raises(ValueError, match="indices"):
         retrain_loo(apply_fn, params, x, y, indices=[0, 5], **kw)
     with pytest.raises(ValueError, match="indices"):
@@ -243,16 +241,17 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="n >= 2"):
         retrain_loo(apply_fn, params, x[:1], y[:1], **kw)
     with pytest.raises(ValueError, match="weight_decay"):
-        retrain_loo(apply_fn, params, x, y, weight_decay=-1.0, **kw)
+        retrain_loo(apply_fn, params, x, y,
+                    **dict(kw, dynamics=GradientDescent(lr=0.1, t=2, weight_decay=-1.0)))
     with jax.enable_x64(False):
         with pytest.raises(ValueError, match="float64"):
             retrain_loo(apply_fn, params, x, y, dtype="float64", **kw)
     with pytest.raises(TypeError, match="dtype"):
         retrain_loo(apply_fn, params, x, y, dtype="int32", **kw)
     with pytest.raises(ValueError, match="diverges"):
-        linearized_loo(apply_fn, params, x, y, lr=1e4, t=10, progress=False)
+        linearized_loo(apply_fn, params, x, y, dynamics=GradientDescent(lr=1e4, t=10), progress=False)
     with pytest.raises(ValueError, match="t must be a single"):
-        linearized_loo(apply_fn, params, x, y, lr=0.1, t=[1, 2], progress=False)
+        linearized_loo(apply_fn, params, x, y, dynamics=GradientDescent(lr=0.1, t=[1, 2]), progress=False)
     with pytest.raises(ValueError, match="same length"):
         correlation([1.0, 2.0, 3.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="at least 3"):

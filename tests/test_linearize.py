@@ -10,6 +10,7 @@ from jax.flatten_util import ravel_pytree
 
 import jaxinfo
 from jaxinfo.linearize import kernel_dynamics, linearize, linearized_training, residual_decay
+from jaxinfo import GradientDescent
 
 pytestmark = pytest.mark.usefixtures("x64")
 
@@ -68,8 +69,7 @@ def rel(a, b):
 def test_closed_form_equals_optax_gd(k, weight_decay):
     apply_fn, params, x, y, x_ref = problem(k)
     lr, ts = 0.1, [1, 7, 40]
-    res = linearized_training(apply_fn, params, x, y, x_ref, lr=lr, t=ts,
-                              weight_decay=weight_decay)
+    res = linearized_training(apply_fn, params, x, y, x_ref, dynamics=GradientDescent(lr=lr, t=ts, weight_decay=weight_decay))
     f_lin, traj = optax_gd(apply_fn, params, x, y, lr=lr, steps=max(ts),
                            weight_decay=weight_decay)
     for j, t in enumerate(ts):
@@ -87,10 +87,8 @@ def test_closed_form_equals_optax_gd(k, weight_decay):
 def test_infinite_time_is_the_fixed_point(weight_decay):
     apply_fn, params, x, y, x_ref = problem(2)
     lr = 0.1
-    inf = linearized_training(apply_fn, params, x, y, x_ref, lr=lr, t=None,
-                              weight_decay=weight_decay)
-    late = linearized_training(apply_fn, params, x, y, x_ref, lr=lr, t=200000,
-                               continuous=True, weight_decay=weight_decay)
+    inf = linearized_training(apply_fn, params, x, y, x_ref, dynamics=GradientDescent(lr=lr, t=None, weight_decay=weight_decay))
+    late = linearized_training(apply_fn, params, x, y, x_ref, dynamics=GradientDescent(lr=lr, t=200000, continuous=True, weight_decay=weight_decay))
     assert rel(inf.ref_pred, late.ref_pred) <= 1e-8
     if weight_decay == 0.0:  # interpolation: training residual vanishes
         np.testing.assert_allclose(inf.train_pred[0], y, atol=1e-8)
@@ -100,10 +98,8 @@ def test_infinite_time_is_the_fixed_point(weight_decay):
 def test_continuous_is_limit_of_small_steps(k):
     apply_fn, params, x, y, x_ref = problem(k)
     lr, t, m = 0.1, 20.0, 2000
-    cont = linearized_training(apply_fn, params, x, y, x_ref, lr=lr, t=t, continuous=True,
-                               weight_decay=0.01)
-    disc = linearized_training(apply_fn, params, x, y, x_ref, lr=lr / m, t=int(t * m),
-                               weight_decay=0.01)
+    cont = linearized_training(apply_fn, params, x, y, x_ref, dynamics=GradientDescent(lr=lr, t=t, continuous=True, weight_decay=0.01))
+    disc = linearized_training(apply_fn, params, x, y, x_ref, dynamics=GradientDescent(lr=lr / m, t=int(t * m), weight_decay=0.01))
     f0 = apply_fn(params, x_ref)
     assert rel(disc.ref_pred - f0, cont.ref_pred - f0) <= 1e-3
 
@@ -168,8 +164,7 @@ def test_golden_exp_matrix(golden):
     ref = golden("exp_matrix")
     theta = golden("ntk")["ntk_f64"]
     for continuous, key in ((False, "discrete"), (True, "continuous")):
-        e = residual_decay(theta, n=100, lr=float(inp["lr"]), t=int(inp["t"]),
-                           continuous=continuous)[0]
+        e = residual_decay(theta, GradientDescent(lr=float(inp["lr"]), t=int(inp["t"]), continuous=continuous), n=100)[0]
         f64 = ref[f"E_{key}_f64"]
         np.testing.assert_allclose(e, f64, rtol=1e-7, atol=1e-9 * np.abs(f64).max())
         atol, rtol = (1e-5, 0) if continuous else (1e-4, 1e-3)  # README: discrete E is sensitive
@@ -181,8 +176,7 @@ def test_golden_predictions_and_weights(golden, continuous):
     inp, apply_fn, params = golden_model(golden)
     preds, weights = golden("predictions"), golden("weights_t")
     key = "continuous" if continuous else "discrete"
-    res = linearized_training(apply_fn, params, inp["x_train"], inp["y_train"], inp["x_test"],
-                              lr=float(inp["lr"]), t=int(inp["t"]), continuous=continuous)
+    res = linearized_training(apply_fn, params, inp["x_train"], inp["y_train"], inp["x_test"], dynamics=GradientDescent(lr=float(inp["lr"]), t=int(inp["t"]), continuous=continuous))
     idx = inp["flax_ravel_from_torch_index"]
     w_t = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], res.params))[0]
     checks = ((res.train_pred[0], f"train_pred_{key}"), (res.ref_pred[0], f"test_pred_{key}"),
@@ -205,7 +199,9 @@ def test_golden_predictions_and_weights(golden, continuous):
 
 def test_bad_input_errors():
     apply_fn, params, x, y, x_ref = problem(2)
-    kw = dict(lr=0.1, t=10)
+    kw = dict(dynamics=GradientDescent(lr=0.1, t=10))
+    with pytest.raises(TypeError, match="GradientDescent"):
+        linearized_training(apply_fn, params, x, y, dynamics=dict(lr=0.1, t=10))
     with pytest.raises(ValueError, match="x_train"):
         linearized_training(apply_fn, params, x.at[0, 0].set(jnp.nan), y, **kw)
     with pytest.raises(ValueError, match="y_train"):
@@ -220,14 +216,14 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="n >= 2"):
         linearized_training(apply_fn, params, x[:1], y[:1], **kw)
     with pytest.raises(ValueError, match="lr"):
-        linearized_training(apply_fn, params, x, y, lr=0.0, t=10)
+        linearized_training(apply_fn, params, x, y, dynamics=GradientDescent(lr=0.0, t=10))
     with pytest.raises(ValueError, match="t must be > 0"):
-        linearized_training(apply_fn, params, x, y, lr=0.1, t=0)
+        linearized_training(apply_fn, params, x, y, dynamics=GradientDescent(lr=0.1, t=0))
     with pytest.raises(ValueError, match="integer number of steps"):
-        linearized_training(apply_fn, params, x, y, lr=0.1, t=2.5)
+        linearized_training(apply_fn, params, x, y, dynamics=GradientDescent(lr=0.1, t=2.5))
     with pytest.raises(ValueError, match="diverges"):
-        linearized_training(apply_fn, params, x, y, lr=1e4, t=10)
+        linearized_training(apply_fn, params, x, y, dynamics=GradientDescent(lr=1e4, t=10))
     # the same rate is fine in continuous time
-    linearized_training(apply_fn, params, x, y, lr=1e4, t=10.0, continuous=True)
+    linearized_training(apply_fn, params, x, y, dynamics=GradientDescent(lr=1e4, t=10.0, continuous=True))
     with pytest.raises(ValueError, match="weight_decay"):
-        kernel_dynamics(jnp.eye(4), jnp.ones(4), n=4, lr=0.1, t=1, weight_decay=-1.0)
+        kernel_dynamics(jnp.eye(4), jnp.ones(4), GradientDescent(lr=0.1, t=1, weight_decay=-1.0), n=4)

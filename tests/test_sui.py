@@ -9,7 +9,8 @@ from jax.flatten_util import ravel_pytree
 from scipy.linalg import expm, solve_continuous_lyapunov
 
 import jaxinfo
-import jaxinfo.sui as sui
+import jaxinfo.sui.driver as driver
+from jaxinfo import GradientDescent, LOOSolver
 
 # ----------------------------------------------------------------------------- references
 
@@ -44,7 +45,8 @@ def np_loo(J, Jref, r0, n, k, lr, t, continuous, lam):
         dloss.append(0.5 / (n - 1) * np.sum((r0[keep] + J[keep] @ wi) ** 2) - loss)
     dw = np.array(dw)
     return dict(dw=dw, wsq=np.sum(dw ** 2, 1), df=(dw @ J.T).reshape(n, n, k),
-                dref=(dw @ Jref.T).reshape(n, -1, k), dloss=np.array(dloss))
+                dref=(dw @ Jref.T).reshape(n, -1, k), dloss=np.array(dloss),
+                r_full=(r0 + J @ w).reshape(n, k))
 
 
 def problem(n, k, p, m=4, seed=0):
@@ -89,8 +91,7 @@ def test_loo_matches_bruteforce(x64, k, continuous, lam):
     theta, theta_ref = J @ J.T, Jref @ J.T
     refs = {t: np_loo(J, Jref, r0, n, k, lr, t, continuous, lam) for t in TS}
     for method in ["auto", "exact", "lanczos"]:
-        v = jaxinfo.loo_vectors(theta, r0.reshape(n, k), lr=lr, t=TS, continuous=continuous,
-                                weight_decay=lam, theta_ref=theta_ref, method=method)
+        v = jaxinfo.loo_vectors(theta, r0.reshape(n, k), GradientDescent(lr=lr, t=TS, continuous=continuous, weight_decay=lam), theta_ref=theta_ref, solver=LOOSolver(method=method))
         for j, t in enumerate(TS):
             ref = refs[t]
             what = f"{method} t={t}"
@@ -117,8 +118,9 @@ def test_unique_information_reductions_and_measures(x64, k):
     lr = lr_for(J, n, lam, False)
     for t in [30, None]:
         ref = np_loo(J, Jref, r0, n, k, lr, t, False, lam)
-        kw = dict(lr=lr, t=t, weight_decay=lam, sigma=0.5, sigma_f=2.0, progress=False)
-        u = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k),
+        dyn = GradientDescent(lr=lr, t=t, weight_decay=lam)
+        kw = dict(sigma=0.5, sigma_f=2.0, progress=False)
+        u = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn,
                                                    theta_ref=Jref @ J.T, **kw)
         np.testing.assert_allclose(u.weight_change_sq, ref["wsq"], rtol=1e-8)
         np.testing.assert_allclose(u.weight_si, ref["wsq"] / (2 * 0.25), rtol=1e-8)
@@ -126,9 +128,12 @@ def test_unique_information_reductions_and_measures(x64, k):
         np.testing.assert_allclose(u.function_change_sq, fsq / 5, rtol=1e-8)
         np.testing.assert_allclose(u.functional_si, fsq / 5 / (2 * 4.0), rtol=1e-8)
         assert u.num_reference == 5 and u.reduction == "mean" and u.sigma == 0.5
-        assert u.method == ("schur" if t is None else u.method) and u.t == (t or np.inf)
+        assert u.method == ("schur" if t is None else u.method) and u.dynamics == dyn
+        # each sample's training loss under the full run: ½‖r_t‖², r_t = r0 + Θα
+        np.testing.assert_allclose(u.sample_loss, 0.5 * np.sum(ref["r_full"] ** 2, 1),
+                                   rtol=1e-8)
         # no reference inputs: the other n − 1 training samples
-        us = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k),
+        us = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn,
                                                     reduction="sum", **kw)
         others = np.array([np.sum(np.delete(ref["df"][i], i, 0) ** 2) for i in range(n)])
         np.testing.assert_allclose(us.function_change_sq, others, rtol=1e-8)
@@ -141,11 +146,9 @@ def test_lanczos_within_stated_bound(x64):
     J, _, r0 = problem(n, 1, p, seed=3)
     theta = J @ J.T
     lr = lr_for(J, n, 0.0, True) * 4
-    exact = jaxinfo.loo_vectors(theta, r0[:, None], lr=lr, t=25.0, continuous=True,
-                                method="exact")
+    exact = jaxinfo.loo_vectors(theta, r0[:, None], GradientDescent(lr=lr, t=25.0, continuous=True), solver=LOOSolver(method="exact"))
     for tol in [1e-3, 1e-6, 1e-10]:
-        v = jaxinfo.loo_vectors(theta, r0[:, None], lr=lr, t=25.0, continuous=True,
-                                method="lanczos", tol=tol)
+        v = jaxinfo.loo_vectors(theta, r0[:, None], GradientDescent(lr=lr, t=25.0, continuous=True), solver=LOOSolver(method="lanczos", tol=tol))
         assert 0 < v.iterations < n - 1
         err = np.linalg.norm(v.delta_alpha[0] - exact.delta_alpha[0], axis=1)
         assert np.all(err <= v.alpha_error_bound), (tol, err.max(), v.alpha_error_bound.max())
@@ -185,7 +188,7 @@ def _check_official_vectors(ours, ref, per_sample_rel):
 
 def test_golden_stability_vectors(x64, golden):
     inp, theta, theta_te, r0 = _golden_problem(golden)
-    v = jaxinfo.loo_vectors(theta, r0, lr=float(inp["lr"]), t=[1, 10, 100], theta_ref=theta_te)
+    v = jaxinfo.loo_vectors(theta, r0, GradientDescent(lr=float(inp["lr"]), t=[1, 10, 100]), theta_ref=theta_te)
     assert v.method == "lanczos"
     # train loss: vectors[i] = L'_{-i}(t) − L(t) for t in (1, 10, 100); quantity = mean_t(·²)
     g = golden("stability_train_loss")
@@ -244,7 +247,8 @@ def test_golden_model_level(x64, golden):
     x = jnp.asarray(inp["x_train"], jnp.float64)
     xt = jnp.asarray(inp["x_test"], jnp.float64)
     y = jnp.asarray(inp["y_train"], jnp.float64)
-    kw = dict(lr=float(inp["lr"]), t=100, reduction="sum", progress=False)
+    kw = dict(dynamics=GradientDescent(lr=float(inp["lr"]), t=100), reduction="sum",
+              progress=False)
     u = jaxinfo.unique_information(mlp, params, x, y, xt, sigma=2.0, **kw)
     _check_f64(u.function_change_sq, golden("stability_test_pred")["quantities_f64"])
     _check_f64(u.weight_change_sq, golden("stability_weights")["quantities_f64"])
@@ -269,8 +273,7 @@ def test_model_level_matches_kernel_level_k1(x64):
     Jref = np.asarray(jax.jacrev(lambda w: mlp(unravel(w), xr).reshape(-1))(flat))
     r0 = np.asarray(mlp(params, x)).reshape(-1) - np.asarray(y)
     lam, lr, t = 0.01, 0.3, 40
-    u = jaxinfo.unique_information(mlp, params, x, y, xr, lr=lr, t=t, weight_decay=lam,
-                                   progress=False)
+    u = jaxinfo.unique_information(mlp, params, x, y, xr, dynamics=GradientDescent(lr=lr, t=t, weight_decay=lam), progress=False)
     ref = np_loo(J, Jref, r0, n, 1, lr, t, False, lam)
     np.testing.assert_allclose(u.weight_change_sq, ref["wsq"], rtol=1e-8)
     np.testing.assert_allclose(u.function_change_sq, np.sum(ref["dref"] ** 2, (1, 2)) / 6,
@@ -286,8 +289,7 @@ def test_sgd_noise_matches_dense_bruteforce(x64):
     r = np.random.default_rng(7)
     x = jnp.asarray(r.normal(size=(n, d)))
     y = jnp.asarray(r.normal(size=(n, 1)))
-    res = jaxinfo.sgd_noise_unique_information(mlp, params, x, y, lr=lr, t=t,
-                                               weight_decay=lam, sgd_batch_size=b)
+    res = jaxinfo.sgd_noise_unique_information(mlp, params, x, y, dynamics=GradientDescent(lr=lr, t=t, weight_decay=lam), sgd_batch_size=b)
     # brute force: explicit GD in weight space on the linearized model, dense Lyapunov solve
     flat, unravel = ravel_pytree(params)
     J = np.asarray(jax.jacrev(lambda w: mlp(unravel(w), x).reshape(-1))(flat))
@@ -320,10 +322,9 @@ def test_sgd_noise_errors(x64):
     x = jnp.ones((5, 2)) * jnp.arange(5.0)[:, None]
     y = jnp.zeros((5, 1))
     with pytest.raises(ValueError, match="singular.*weight_decay > 0"):
-        jaxinfo.sgd_noise_unique_information(mlp, params, x, y, lr=0.1, t=10, sgd_batch_size=2)
+        jaxinfo.sgd_noise_unique_information(mlp, params, x, y, dynamics=GradientDescent(lr=0.1, t=10), sgd_batch_size=2)
     with pytest.raises(ValueError, match="memory_budget"):
-        jaxinfo.sgd_noise_unique_information(mlp, params, x, y, lr=0.1, t=10, sgd_batch_size=2,
-                                             weight_decay=0.1, memory_budget=1000)
+        jaxinfo.sgd_noise_unique_information(mlp, params, x, y, dynamics=GradientDescent(lr=0.1, t=10, weight_decay=0.1), sgd_batch_size=2, memory_budget=1000)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -334,7 +335,7 @@ def test_bad_input():
     x, y = jnp.ones((6, 3)), jnp.zeros((6, 2))
     call = lambda **kw: jaxinfo.unique_information(  # noqa: E731
         mlp, params, kw.pop("x", x), kw.pop("y", y), kw.pop("x_ref", None),
-        **{"lr": 0.1, "t": 5, "progress": False, **kw})
+        **{"dynamics": GradientDescent(lr=0.1, t=5), "progress": False, **kw})
     with pytest.raises(ValueError, match="sigma"):
         call(sigma=0.0)
     with pytest.raises(ValueError, match="sigma_f"):
@@ -350,21 +351,21 @@ def test_bad_input():
     with pytest.raises(ValueError, match="y_train"):
         call(y=y.at[0, 0].set(jnp.inf))
     with pytest.raises(ValueError, match="method"):
-        call(method="magic")
+        call(solver=LOOSolver(method="magic"))
     with pytest.raises(ValueError, match="reduction"):
         call(reduction="max")
     theta = np.eye(4)
     with pytest.raises(ValueError, match="theta"):
-        jaxinfo.unique_information_from_kernel(theta * np.nan, np.ones(4), lr=0.1, t=3)
+        jaxinfo.unique_information_from_kernel(theta * np.nan, np.ones(4), GradientDescent(lr=0.1, t=3))
     with pytest.raises(ValueError, match="lr=.* too large"):
-        jaxinfo.unique_information_from_kernel(theta, np.ones(4), lr=10.0, t=3, progress=False)
+        jaxinfo.unique_information_from_kernel(theta, np.ones(4), GradientDescent(lr=10.0, t=3), progress=False)
     with pytest.raises(ValueError, match="schur"):
-        jaxinfo.unique_information_from_kernel(theta, np.ones(4), lr=0.1, t=3, method="schur")
+        jaxinfo.unique_information_from_kernel(theta, np.ones(4), GradientDescent(lr=0.1, t=3), solver=LOOSolver(method="schur"))
     singular = np.ones((4, 4))  # rank 1
     with pytest.raises(ValueError, match="weight_decay > 0 or a finite t"):
-        jaxinfo.unique_information_from_kernel(singular, np.ones(4), lr=0.1, t=None)
+        jaxinfo.unique_information_from_kernel(singular, np.ones(4), GradientDescent(lr=0.1, t=None))
     with pytest.raises(ValueError, match="r0"):
-        jaxinfo.unique_information_from_kernel(theta, np.ones((2, 3)), lr=0.1, t=3)
+        jaxinfo.unique_information_from_kernel(theta, np.ones((2, 3)), GradientDescent(lr=0.1, t=3))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -373,10 +374,11 @@ def test_bad_input():
 def test_checkpoint_resume(x64, tmp_path, monkeypatch):
     n, k, p = 14, 2, 50
     J, Jref, r0 = problem(n, k, p, seed=8)
-    kw = dict(lr=0.2, t=20, theta_ref=Jref @ J.T, weight_decay=0.01, chunk_size=3,
-              progress=False, method="exact")
-    full = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), **kw)
-    original = sui._compute_chunk
+    dyn = GradientDescent(lr=0.2, t=20, weight_decay=0.01)
+    kw = dict(theta_ref=Jref @ J.T, solver=LOOSolver(chunk_size=3, method="exact"),
+              progress=False)
+    full = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn, **kw)
+    original = driver._compute_chunk
     calls = []
 
     def interrupted(*args, **kwargs):
@@ -385,9 +387,9 @@ def test_checkpoint_resume(x64, tmp_path, monkeypatch):
         calls.append(args[3][0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sui, "_compute_chunk", interrupted)
+    monkeypatch.setattr(driver, "_compute_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k),
+        jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn,
                                                checkpoint_dir=tmp_path, **kw)
     assert len(list(tmp_path.glob("chunk_*.npz"))) == 2
     calls.clear()
@@ -396,12 +398,12 @@ def test_checkpoint_resume(x64, tmp_path, monkeypatch):
         calls.append(args[3][0])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sui, "_compute_chunk", counting)
-    resumed = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k),
+    monkeypatch.setattr(driver, "_compute_chunk", counting)
+    resumed = jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn,
                                                      checkpoint_dir=tmp_path, **kw)
     assert calls == [6, 9, 12]  # chunks starting at 0 and 3 were not recomputed
     np.testing.assert_array_equal(resumed.weight_si, full.weight_si)
     np.testing.assert_array_equal(resumed.functional_si, full.functional_si)
-    with pytest.raises(ValueError, match="checkpoint_dir"):
-        jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k),
-                                               checkpoint_dir=tmp_path, **{**kw, "t": 21})
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        jaxinfo.unique_information_from_kernel(J @ J.T, r0.reshape(n, k), dyn.replace(t=21),
+                                               checkpoint_dir=tmp_path, **kw)

@@ -12,6 +12,7 @@ import pytest
 
 import jaxinfo
 from jaxinfo.train import MLP
+from jaxinfo import GradientDescent, LOOSolver
 
 
 def problem(dtype):
@@ -32,7 +33,7 @@ def problem(dtype):
 @pytest.mark.parametrize("t", [2000, None])
 def test_float32_inputs_match_float64_bruteforce(t):
     apply_fn, params, x, y, x_ref = problem(jnp.float32)
-    kw = dict(lr=0.01, t=t, weight_decay=1e-3)
+    kw = dict(dynamics=GradientDescent(lr=0.01, t=t, weight_decay=1e-3))
     fast = jaxinfo.unique_information(apply_fn, params, x, y, x_ref, progress=False, **kw)
     assert fast.functional_si.dtype == np.float64
     with jax.enable_x64(True):
@@ -45,5 +46,4 @@ def test_float32_inputs_match_float64_bruteforce(t):
 def test_dtype_argument_checked():
     apply_fn, params, x, y, x_ref = problem(jnp.float32)
     with pytest.raises(ValueError, match="dtype"):
-        jaxinfo.unique_information(apply_fn, params, x, y, lr=0.01, t=10, dtype="float16",
-                                   progress=False)
+        LOOSolver(dtype="float16")

@@ -19,6 +19,7 @@ from jaxinfo.data import Dataset, load_digits
 from jaxinfo.linearize import linearized_training
 from jaxinfo.ntk import ntk_vector_product
 from jaxinfo.train import MLP
+from jaxinfo.dynamics import GradientDescent
 
 __all__ = ["TrackingRow", "full_batch_gd", "largest_ntk_eigenvalue", "track_linearization"]
 
@@ -131,7 +132,7 @@ def track_linearization(data: Dataset | None = None, *, n_train: int = 200, n_ev
     t_pos = [s for s in steps if s > 0]
     if lr is None:  # half the divergence limit 2n/λ_max(Θ)
         lr = n_train / largest_ntk_eigenvalue(apply_fn, params, x_tr, jax.random.PRNGKey(seed))
-    lin = linearized_training(apply_fn, params, x_tr, y_tr, x_ev, lr=lr, t=t_pos)
+    lin = linearized_training(apply_fn, params, x_tr, y_tr, x_ev, dynamics=GradientDescent(lr=lr, t=t_pos))
     real_tr, real_ev = full_batch_gd(apply_fn, params, x_tr, y_tr, x_ev, lr=lr, steps=steps)
 
     f0_ev = apply_fn(params, x_ev)

@@ -30,6 +30,8 @@ import numpy as np
 
 from jaxinfo.data import load_digits, load_mnist
 from jaxinfo.groundtruth import LOOChanges, correlation, linearized_loo, retrain_loo
+from jaxinfo.dynamics import GradientDescent
+from jaxinfo.sui import LOOSolver
 
 __all__ = ["Task", "MLP", "SmallCNN", "load_task", "make_model", "GroundTruthResult",
            "ground_truth", "rows_to_markdown", "demo"]
@@ -178,11 +180,9 @@ def _estimate(apply_fn, params, task, *, lr, steps, method, progress, batch_size
         try:
             from jaxinfo.sui import unique_information
         except ImportError:  # sui.py not available: exact brute force of the linearized net
-            r = linearized_loo(apply_fn, p, x, y, xr, lr=lr, t=steps, progress=progress,
-                               batch_size=batch_size)
+            r = linearized_loo(apply_fn, p, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps), progress=progress, batch_size=batch_size)
             return r.weight_change_sq, r.function_change_sq, "brute-force"
-        r = unique_information(apply_fn, p, x, y, xr, lr=lr, t=steps, method=method,
-                               progress=progress, batch_size=batch_size)
+        r = unique_information(apply_fn, p, x, y, xr, dynamics=GradientDescent(lr=lr, t=steps), progress=progress, batch_size=batch_size, solver=LOOSolver(method=method))
         return np.asarray(r.weight_change_sq), np.asarray(r.function_change_sq), r.method
 
 
@@ -219,9 +219,7 @@ def ground_truth(dataset: str = "mnist", model: str = "mlp", *, size: int = 14, 
     t_est = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    act = retrain_loo(apply_fn, params, task.x_train, task.y_train, task.x_ref, lr=lr,
-                      steps=steps, indices=idx, chunk_size=chunk_size, dtype=dtype,
-                      checkpoint_dir=checkpoint_dir, progress=progress)
+    act = retrain_loo(apply_fn, params, task.x_train, task.y_train, task.x_ref, dynamics=GradientDescent(lr=lr, t=steps), indices=idx, chunk_size=chunk_size, dtype=dtype, checkpoint_dir=checkpoint_dir, progress=progress)
     t_re = time.perf_counter() - t0
     timings = dict(estimate=t_est, retrain=t_re, retrain_all_extrapolated=t_re * n / len(idx))
 
@@ -281,9 +279,7 @@ def demo(out_dir: str, *, quick: bool = False, progress: bool = True) -> dict:
     module = MLP(width)
     with jax.enable_x64(True):
         params = _to64(module.init(jax.random.PRNGKey(0), jnp.asarray(x[:1])))
-        r = unique_information(module.apply, params, jnp.asarray(x, jnp.float64),
-                               jnp.asarray(y, jnp.float64), jnp.asarray(xr, jnp.float64),
-                               lr=lr, t=steps, progress=progress)
+        r = unique_information(module.apply, params, jnp.asarray(x, jnp.float64), jnp.asarray(y, jnp.float64), jnp.asarray(xr, jnp.float64), dynamics=GradientDescent(lr=lr, t=steps), progress=progress)
     wsi, fsi = np.asarray(r.weight_si, np.float64), np.asarray(r.functional_si, np.float64)
     order = np.argsort(-fsi)
     rank = np.empty(n, int)

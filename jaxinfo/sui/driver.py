@@ -1,0 +1,501 @@
+"""The host-side driver of the leave-one-out engine, and the public SUI functions.
+
+The numerical work is in :mod:`jaxinfo.sui.engines` (pure, jit-able kernels). This module is the
+thin outer layer around them: input validation on concrete values, the choice of method and of
+the Lanczos step count (:func:`jaxinfo.lanczos_plan`), chunking over samples with static shapes
+(one compilation), progress bars and resumable checkpoints (:mod:`jaxinfo.checkpoint`).
+:func:`unique_information_core` is the same computation without that layer, for use inside
+``jax.jit`` / ``jax.vmap``. The mathematics: ``docs/maths/sui.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinfo._optional import progress_bar
+from jaxinfo._types import ApplyFn
+from jaxinfo._validation import check_finite, check_int_at_least, check_positive, check_supervised
+from jaxinfo.checkpoint import fingerprint, open_store
+from jaxinfo.dynamics import GradientDescent, as_dynamics
+from jaxinfo.linearize import check_step_size, kernel_matrix, precision_scope, to_host64
+from jaxinfo.sui import engines
+from jaxinfo.sui.plan import lanczos_plan
+from jaxinfo.sui.results import (METHODS, REDUCTIONS, LOOSolver, LOOVectors,
+                                 UniqueInformation)
+
+__all__ = ["unique_information", "unique_information_from_kernel", "unique_information_core",
+           "loo_vectors", "weight_changes"]
+
+# t_max·m below which the vectorised power sum beats LAPACK's tridiagonal solver per sample.
+_POWER_GAIN_MAX_WORK = 4_000_000
+
+
+@dataclasses.dataclass
+class _Setup:
+    """A validated full problem on the host (concrete values)."""
+
+    prob: engines.Problem
+    n: int
+    k: int
+    ts: np.ndarray
+    dyn: GradientDescent
+
+    @property
+    def shift(self) -> float:
+        return (self.n - 1) * float(self.dyn.weight_decay)
+
+    def c_inv(self) -> jax.Array:
+        if self.prob.c_inv is None:
+            self.prob = self.prob._replace(c_inv=engines.schur_inverse(
+                self.prob, self.n, float(self.dyn.weight_decay)))
+        return self.prob.c_inv
+
+
+def _as_kernel(name: str, a: Any) -> jax.Array:
+    a = jnp.asarray(a)
+    return kernel_matrix(a) if a.ndim == 4 else a
+
+
+def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str) -> _Setup:
+    theta = _as_kernel("theta", theta)
+    if theta.ndim != 2 or theta.shape[0] != theta.shape[1]:
+        raise ValueError(f"theta must be a square [nk, nk] matrix (or [n, n, k, k]), "
+                         f"got shape {theta.shape}")
+    if not jnp.issubdtype(theta.dtype, jnp.floating):
+        theta = theta.astype(jnp.float32)
+    r0 = jnp.asarray(r0, theta.dtype)
+    nk = theta.shape[0]
+    if r0.ndim == 2:
+        n, k = r0.shape
+    elif r0.ndim == 1:
+        n, k = r0.shape[0], 1
+    else:
+        raise ValueError(f"r0 must be [n, k] (or [n] when k = 1), got shape {r0.shape}")
+    check_int_at_least("n", n, 2)
+    if n * k != nk:
+        raise ValueError(f"r0 is [{n}, {k}] but theta is {theta.shape}: theta must be "
+                         f"[n·k, n·k] = [{n * k}, {n * k}]")
+    r0 = r0.reshape(-1)
+    if theta_ref is not None:
+        theta_ref = jnp.asarray(_as_kernel("theta_ref", theta_ref), theta.dtype)
+        if theta_ref.ndim != 2 or theta_ref.shape[1] != nk or theta_ref.shape[0] % k:
+            raise ValueError(f"theta_ref must be [m·{k}, {nk}] (reference × training), "
+                             f"got shape {theta_ref.shape}")
+        check_finite("theta_ref", theta_ref)
+    check_finite("theta", theta)
+    check_finite("r0", r0)
+    ts = dyn.times()
+    lam, lr = float(dyn.weight_decay), float(dyn.lr)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    spectral = method == "exact" or bool(np.any(np.isfinite(ts)))
+    prob = engines.prepare(theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), lr, lam, n=n,
+                           spectral=spectral, continuous=dyn.continuous, zero_decay=lam == 0)
+    s_max = float(prob.eigvals[-1]) if spectral else float(engines.lambda_max(theta))
+    check_step_size(s_max + n * lam, lr, n, continuous=dyn.continuous)
+    check_step_size(s_max + (n - 1) * lam, lr, n - 1, continuous=dyn.continuous)
+    singular = ("t = ∞ with a singular NTK and weight_decay = 0: the leave-one-out solutions are "
+                "not unique ({}). Use weight_decay > 0 or a finite t.")
+    eps = float(jnp.finfo(theta.dtype).eps)
+    if spectral and np.any(np.isinf(ts)):
+        shifted = prob.eigvals + (n - 1) * lam
+        if float(shifted[0]) <= nk * eps * float(shifted[-1]):
+            raise ValueError(singular.format(f"λ_min(Θ + (n−1)λI) = {float(shifted[0]):.3g}, "
+                                             f"λ_max = {float(shifted[-1]):.3g}"))
+    if not spectral:
+        pivot = float(prob.min_pivot)
+        if not np.isfinite(pivot) or not bool(jnp.all(jnp.isfinite(prob.c_inv))) \
+                or pivot <= 10 * nk * eps * s_max:
+            raise ValueError(singular.format(
+                f"the Cholesky factorisation of Θ + (n−1)λI in {theta.dtype} breaks down or has "
+                f"a pivot ≤ {10 * nk * eps:.1e}·λ_max, λ_max ≈ {s_max:.3g}"
+                + ("; float64 (LOOSolver(dtype='float64')) may resolve it" if eps > 1e-10
+                   else "")))
+    return _Setup(prob, n, k, ts, dyn)
+
+
+def _resolve(st: _Setup, solver: LOOSolver):
+    """Returns (method for the finite times, LanczosPlan or None)."""
+    method = solver.method
+    finite = st.ts[np.isfinite(st.ts)]
+    if method == "exact":
+        return "exact", None
+    if method == "schur" and finite.size:
+        raise ValueError("method='schur' needs t = ∞ (t=None); use 'lanczos' or 'exact' "
+                         "for finite t")
+    if not finite.size:  # t = ∞ only: the Schur complement is exact and cheapest
+        return "schur", None
+    dim = st.prob.theta.shape[0] - st.k
+    plan = lanczos_plan(float(st.prob.eigvals[0]) + st.shift,
+                        float(st.prob.eigvals[-1]) + st.shift, finite,
+                        eta=float(st.dyn.lr) / (st.n - 1), continuous=st.dyn.continuous,
+                        tol=solver.tol, max_iter=solver.max_iter or dim + 1)
+    if plan.iterations >= dim:  # the Krylov space is the whole space: exact (round-off only)
+        plan = plan._replace(iterations=dim, abs_bound=0.0, rel_bound=0.0, reached=True)
+    if method == "auto" and (plan.iterations > dim // 2 or not plan.reached):
+        return "exact", None
+    if not plan.reached:
+        warnings.warn(f"Lanczos reached relative error bound {plan.rel_bound:.2e} > "
+                      f"tol={solver.tol:g} with max_iter={plan.iterations} steps; use "
+                      "method='exact' or a larger max_iter", RuntimeWarning, stacklevel=3)
+    return "lanczos", plan
+
+
+def _default_chunk(st: _Setup, method: str, plan, memory_budget: int) -> int:
+    nk, T = st.prob.theta.shape[0], len(st.ts)
+    item = st.prob.theta.dtype.itemsize
+    if method == "exact":
+        per = (3 * nk * nk + 4 * T * nk) * item
+    elif method == "lanczos":
+        m = plan.iterations  # Krylov basis [m, nk] and tridiagonal eigenvectors [m, m]
+        per = (m * nk + m * m + 8 * nk + 4 * T * nk) * item
+    else:
+        per = (6 * T * nk + 2 * nk * st.k) * item
+    return int(max(1, min(st.n, memory_budget // max(per, 1), 4096)))
+
+
+def _tridiagonal_eigh(diag: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the c tridiagonal T_m (LAPACK stemr via scipy, O(m²) each).
+
+    A host loop over samples: LAPACK's tridiagonal solver is ~20× faster than a batched dense
+    eigh here (XLA's CPU eigh of [c, m, m] dominated the run time).
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    c, m = diag.shape
+    vals = np.empty((c, m))
+    vecs = np.empty((c, m, m))
+    for i in range(c):
+        if m == 1:
+            vals[i], vecs[i] = diag[i], 1.0
+        else:
+            vals[i], vecs[i] = eigh_tridiagonal(diag[i], off[i, :-1])
+    return vals, vecs
+
+
+def _alpha_lanczos(st: _Setup, idx, ts, m: int):
+    """α'_{−i}(t) ≈ −‖b‖ Q_m g(T_m) e₁ for a chunk. ``[c, T, nk]``.
+
+    g(T_m)e₁: for discrete GD with moderate t (t·m ≤ 4e6) by the vectorised power sum;
+    otherwise from the Ritz pairs (LAPACK per sample).
+    """
+    theta, dtype = st.prob.theta, st.prob.theta.dtype
+    eta = float(st.dyn.lr) / (st.n - 1)
+    reorth = m >= theta.shape[0] - st.k
+    diag, off, basis, bnorm = engines.lanczos_run(
+        theta, st.prob.r0, idx, st.shift, float(st.prob.eigvals[-1]) + st.shift, st.k, m, reorth)
+    t_max = float(np.max(np.asarray(ts)))
+    if not st.dyn.continuous and np.isfinite(t_max) and t_max * m <= _POWER_GAIN_MAX_WORK:
+        y = engines.power_gain(diag, off, ts, eta)
+    else:
+        ritz, vecs = _tridiagonal_eigh(np.asarray(diag, np.float64), np.asarray(off, np.float64))
+        y = engines.ritz_gain(jnp.asarray(ritz, dtype), jnp.asarray(vecs, dtype), ts, eta,
+                              st.dyn.continuous)
+    return engines.lanczos_combine(y, basis, bnorm)
+
+
+def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool) -> dict:
+    """All quantities of one chunk of samples (``idx`` padded to the chunk size).
+
+    t = ∞ entries use the Schur complement unless ``method == "exact"``; finite times use
+    ``method`` (``"lanczos"`` or ``"exact"``).
+    """
+    theta, dtype = st.prob.theta, st.prob.theta.dtype
+    idx_j = jnp.asarray(idx, jnp.int32)
+    fin = np.isfinite(st.ts)
+    parts = []  # (column mask, [c, T_sel, nk])
+    if method == "exact":
+        parts.append((np.ones_like(fin), engines.alpha_exact(
+            theta, st.prob.r0, idx_j, jnp.asarray(st.ts, dtype), float(st.dyn.lr) / (st.n - 1),
+            st.shift, st.k, st.dyn.continuous)))
+    else:
+        if np.any(~fin):
+            parts.append((~fin, engines.alpha_schur(st.c_inv(), st.prob.r0, idx_j, st.k)))
+        if np.any(fin):
+            parts.append((fin, _alpha_lanczos(st, idx_j, jnp.asarray(st.ts[fin], dtype),
+                                              plan.iterations)))
+    if len(parts) == 1:
+        alpha_p = parts[0][1]
+    else:
+        alpha_p = np.empty((len(idx), len(st.ts), theta.shape[0]), dtype=np.dtype(dtype))
+        for cols, val in parts:
+            alpha_p[:, cols] = np.asarray(val)
+        alpha_p = jnp.asarray(alpha_p)
+    stats = engines.chunk_stats(theta, st.prob.theta_ref, st.prob.r0, st.prob.alpha,
+                                st.prob.r_full, alpha_p, idx_j, st.k, vectors)
+    out = {key: np.asarray(v) for key, v in stats.items()}
+    keep = np.arange(theta.shape[0])[None] // st.k != idx[:, None]
+    bnorm = np.linalg.norm(np.where(keep, np.asarray(st.prob.r0)[None], 0.0), axis=1)
+    out["alpha_error_bound"] = bnorm * (plan.abs_bound if plan is not None else 0.0)
+    return out
+
+
+def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, progress: bool,
+         checkpoint_dir) -> dict:
+    """Runs every chunk (progress bar, checkpoints) and concatenates the results."""
+    n = st.n
+    if solver.chunk_size is None:
+        chunk = _default_chunk(st, method, plan, solver.memory_budget)
+        chunk = -(-n // -(-n // chunk))  # equal chunks: as little padding as possible
+    else:
+        chunk = min(int(solver.chunk_size), n)
+    m = plan.iterations if plan else 0
+    store = None
+    if checkpoint_dir is not None and not vectors:
+        fp = fingerprint(st.prob.theta, st.prob.r0, st.prob.theta_ref, n=n, k=st.k,
+                         lr=float(st.dyn.lr), ts=st.ts.tolist(), continuous=st.dyn.continuous,
+                         weight_decay=float(st.dyn.weight_decay), method=method, tol=solver.tol,
+                         chunk=chunk, m=m)
+        store = open_store(checkpoint_dir, fp, kind="unique_information", n=n, chunk=chunk,
+                           method=method)
+    results = []
+    bar = progress_bar(total=n, desc=f"leave-one-out ({method})", enable=progress,
+                       unit="sample")
+    for c, start in enumerate(range(0, n, chunk)):
+        stop = min(start + chunk, n)
+        res = None if store is None else store.load(f"chunk_{c:06d}")
+        if res is None:
+            idx = np.minimum(np.arange(start, start + chunk), n - 1)  # pad: one compilation
+            res = _compute_chunk(st, method, plan, idx, vectors)
+            res = {key: v[:stop - start] for key, v in res.items()}
+            if store is not None:
+                store.save(f"chunk_{c:06d}", **res)
+        results.append(res)
+        bar.update(stop - start)
+    bar.close()
+    return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
+
+
+# ============================================================================ public API
+
+def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
+                theta_ref: jax.Array | None = None, solver: LOOSolver = LOOSolver(),
+                progress: bool = False) -> LOOVectors:
+    """Leave-one-out change vectors of every training sample, from a precomputed kernel.
+
+    Args:
+      theta: ``[nk, nk]`` (or ``[n, n, k, k]``) training NTK Θ, sample-major.
+      r0: ``[n, k]`` (or ``[n]`` when k = 1) initial residuals f(w0, X) − Y.
+      dynamics: :class:`jaxinfo.GradientDescent`; ``t`` may be a sequence of times. The full
+        run uses η = lr/n and decay nλ, each leave-one-out run η' = lr/(n−1) and (n−1)λ.
+      theta_ref: ``[mk, nk]`` reference × training NTK Θ* (optional).
+      solver: :class:`jaxinfo.LOOSolver`. With a mix of finite times and ∞, the t = ∞ entries
+        use the Schur complement unless ``method="exact"``; ``method`` in the result reports
+        the method of the finite times.
+      progress: progress bar over samples.
+
+    Returns:
+      :class:`LOOVectors`. Memory: ``T·n·nk`` numbers for each vector field; use
+      :func:`unique_information_from_kernel` for the reduced quantities only.
+    """
+    dyn = as_dynamics(dynamics)
+    with precision_scope(solver.dtype):
+        theta, r0, theta_ref = to_host64(solver.dtype, theta, r0, theta_ref)
+        st = _setup(theta, r0, dyn, theta_ref, solver.method)
+        meth, plan = _resolve(st, solver)
+        out = _run(st, meth, plan, solver, vectors=True, progress=progress, checkpoint_dir=None)
+    T = len(st.ts)
+    tr = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731 - [n, T, …] -> [T, n, …]
+    ref = None
+    if st.prob.theta_ref is not None:
+        ref = tr(out["ref_change"]).reshape(T, st.n, -1, st.k)
+    return LOOVectors(st.ts, np.asarray(st.prob.alpha), tr(out["delta_alpha"]),
+                      tr(out["train_change"]), ref, tr(out["train_loss_change"]),
+                      tr(out["weight_change_sq"]), out["alpha_error_bound"], meth,
+                      plan.iterations if plan else 0)
+
+
+def _check_smoothing(sigma, sigma_f, reduction):
+    check_positive("sigma", sigma)
+    check_positive("sigma_f", sigma_f)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _single_time(dyn: GradientDescent) -> None:
+    if dyn.t is not None and np.ndim(dyn.t) != 0:
+        raise ValueError(f"dynamics.t must be a single time or None (use loo_vectors for several), "
+                         f"got {dyn.t!r}")
+
+
+def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent,
+                                   *, theta_ref: jax.Array | None = None, sigma: float = 1.0,
+                                   sigma_f: float = 1.0, reduction: str = "mean",
+                                   solver: LOOSolver = LOOSolver(), progress: bool = True,
+                                   checkpoint_dir: str | os.PathLike | None = None
+                                   ) -> UniqueInformation:
+    """Smooth unique information of every sample from a precomputed kernel (nats).
+
+    Args:
+      theta, r0, dynamics, theta_ref, solver: as in :func:`loo_vectors` (one time).
+      sigma: σ > 0 of the weight smoothing N(0, σ²I).
+      sigma_f: σ_f > 0 of the prediction smoothing N(0, σ_f²I).
+      reduction: ``"mean"`` (per reference input) or ``"sum"`` (total) over the reference set
+        (Θ* rows, or the other n−1 training samples without ``theta_ref``).
+      progress: progress bar over samples.
+      checkpoint_dir: directory where finished chunks are saved; a run interrupted and
+        restarted with the same inputs and settings reuses them (:mod:`jaxinfo.checkpoint`).
+
+    Returns:
+      :class:`UniqueInformation` with ``[n]`` numpy arrays.
+
+    Cost: t = ∞ one Cholesky factorisation plus O(n·nk·k) (Schur); finite t one
+    eigendecomposition and m Lanczos steps of ``[n, nk]×[nk, nk]`` matmuls, O(m·n·(nk)²).
+    """
+    dyn = as_dynamics(dynamics)
+    _check_smoothing(sigma, sigma_f, reduction)
+    _single_time(dyn)
+    with precision_scope(solver.dtype):
+        theta, r0, theta_ref = to_host64(solver.dtype, theta, r0, theta_ref)
+        st = _setup(theta, r0, dyn, theta_ref, solver.method)
+        meth, plan = _resolve(st, solver)
+        out = _run(st, meth, plan, solver, vectors=False, progress=progress,
+                   checkpoint_dir=checkpoint_dir)
+        sample_loss = 0.5 * np.sum(np.asarray(st.prob.r_full[0]).reshape(st.n, st.k) ** 2, 1)
+    wsq = out["weight_change_sq"][:, 0]
+    if st.prob.theta_ref is None:
+        fsq, m_ref = out["train_others_sq"][:, 0], st.n - 1
+    else:
+        fsq, m_ref = out["ref_sq"][:, 0], st.prob.theta_ref.shape[0] // st.k
+    if reduction == "mean":
+        fsq = fsq / m_ref
+    return UniqueInformation(
+        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
+        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
+        alpha_error_bound=out["alpha_error_bound"], dynamics=dyn, sigma=float(sigma),
+        sigma_f=float(sigma_f), method=meth, reduction=reduction,
+        iterations=plan.iterations if plan else 0, num_reference=int(m_ref))
+
+
+def unique_information_core(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
+                            theta_ref: jax.Array | None = None, sigma: Any = 1.0,
+                            sigma_f: Any = 1.0, reduction: str = "mean", method: str = "schur",
+                            iterations: int = 0) -> UniqueInformation:
+    """The kernel-level SUI computation as one pure function: ``jax.jit`` / ``jax.vmap`` it.
+
+    The same engines as :func:`unique_information_from_kernel` without the host layer: no
+    chunking (memory grows with n·nk per quantity), no progress bar, no checkpoints, no
+    automatic method choice, and checks only on concrete values. Runs in the dtype of its
+    inputs (enable float64 for float64).
+
+    Args:
+      theta: ``[nk, nk]`` training NTK. r0: ``[n, k]`` initial residuals (static shape gives n
+        and k). dynamics: :class:`jaxinfo.GradientDescent` with one time (lr, t, λ may be
+        traced). theta_ref: ``[mk, nk]`` or ``None``.
+      sigma, sigma_f, reduction: as in :func:`unique_information_from_kernel`.
+      method: ``"schur"`` (t must be ∞), ``"exact"`` (any t; O(n·(nk)³)) or ``"lanczos"``
+        (finite t, ``iterations`` steps; choose them with :func:`jaxinfo.lanczos_plan`; the
+        error bound is not evaluated here: ``alpha_error_bound`` is NaN).
+      iterations: Lanczos steps (static).
+
+    Returns:
+      :class:`UniqueInformation` of arrays (a pytree).
+    """
+    dyn = as_dynamics(dynamics)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if method not in ("schur", "exact", "lanczos"):
+        raise ValueError(f"method must be 'schur', 'exact' or 'lanczos', got {method!r}")
+    theta = _as_kernel("theta", theta)
+    r0 = jnp.asarray(r0, theta.dtype)
+    if r0.ndim == 1:
+        r0 = r0[:, None]
+    n, k = r0.shape
+    if dyn.is_concrete:
+        _single_time(dyn)
+        if (method == "schur") != (dyn.t is None or np.isinf(dyn.t)):
+            raise ValueError(f"method={method!r} with t={dyn.t!r}: 'schur' is for t = ∞ (t=None) "
+                             "only; use 'exact' or 'lanczos' for finite t")
+        if method == "lanczos" and not 1 <= iterations <= n * k - k:
+            raise ValueError(f"iterations must be in [1, {n * k - k}] for 'lanczos', got "
+                             f"{iterations}")
+    ts = jnp.atleast_1d(jnp.asarray(jnp.inf if dyn.t is None else dyn.t, theta.dtype))
+    ref = None if theta_ref is None else jnp.asarray(_as_kernel("theta_ref", theta_ref),
+                                                     theta.dtype)
+    out = engines.loo_statistics(theta, r0.reshape(-1), ref, ts, dyn.lr, dyn.weight_decay, k=k,
+                                 method=method, continuous=dyn.continuous, iterations=iterations)
+    wsq = out["weight_change_sq"][:, 0]
+    if ref is None:
+        fsq, m_ref = out["train_others_sq"][:, 0], n - 1
+    else:
+        fsq, m_ref = out["ref_sq"][:, 0], ref.shape[0] // k
+    if reduction == "mean":
+        fsq = fsq / m_ref
+    bound = jnp.full((n,), jnp.nan if method == "lanczos" else 0.0, theta.dtype)
+    return UniqueInformation(
+        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
+        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=out["sample_loss"][0],
+        alpha_error_bound=bound, dynamics=dyn, sigma=sigma, sigma_f=sigma_f, method=method,
+        reduction=reduction, iterations=int(iterations), num_reference=int(m_ref))
+
+
+def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: Any = None,
+                       x_ref: Any = None, *, dynamics: GradientDescent, sigma: float = 1.0,
+                       sigma_f: float = 1.0, reduction: str = "mean",
+                       solver: LOOSolver = LOOSolver(), batch_size: int | None = None,
+                       progress: bool = True,
+                       checkpoint_dir: str | os.PathLike | None = None) -> UniqueInformation:
+    """Smooth unique information of every training sample of a network (nats).
+
+    The network is linearized at ``params`` and trained in closed form (MSE, full-batch GD or
+    gradient flow, per ``dynamics``; ``docs/maths/sui.md``). For each sample i the same
+    training without it gives w_t^{(−i)} and f_t^{(−i)}, and
+
+        weight SI(i)     = ‖w_t − w_t^{(−i)}‖² / (2σ²)
+        functional SI(i) = (1/(2σ_f²))·(1/M)·Σ_{x∈X*} ‖f_t(x) − f_t^{(−i)}(x)‖².
+
+    Args:
+      apply_fn: ``apply_fn(params, x) -> [batch, k]``.
+      params: weights w0 at which the network is linearized (any pytree).
+      x_train: ``[n, ...]`` training inputs (n ≥ 2), a :class:`jaxinfo.data.Dataset`, or an
+        iterable of dict batches with ``"x"`` and ``"y"`` (then the NTK is computed in blocks
+        of the batch size).
+      y_train: ``[n, k]`` targets (``[n]`` when k = 1); ``None`` when ``x_train`` carries them.
+      x_ref: ``[m, ...]`` reference inputs X* (or batches); ``None``: for sample i, the other
+        n−1 training samples.
+      dynamics: :class:`jaxinfo.GradientDescent` (one time).
+      sigma, sigma_f, reduction, solver, progress, checkpoint_dir: see
+        :func:`unique_information_from_kernel`. The NTK is computed in the dtype of
+        ``params``/``x_train``; the leave-one-out arithmetic in float64 unless
+        ``solver.dtype`` is ``None``.
+      batch_size: samples per NTK block (bounds the Jacobian memory; :func:`jaxinfo.empirical_ntk`).
+
+    Returns:
+      :class:`UniqueInformation` (``[n]`` arrays, nats for the SI fields).
+    """
+    from jaxinfo.ntk import empirical_ntk
+
+    as_dynamics(dynamics)
+    _check_smoothing(sigma, sigma_f, reduction)
+    sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size)
+    theta = kernel_matrix(empirical_ntk(apply_fn, params, sup.x, **kw))
+    theta_ref = None
+    if sup.x_ref is not None:
+        theta_ref = kernel_matrix(empirical_ntk(apply_fn, params, sup.x_ref, sup.x, **kw))
+    return unique_information_from_kernel(
+        theta, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
+        reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
+
+
+def weight_changes(apply_fn: ApplyFn, params: Any, x_train: jax.Array,
+                   delta_alpha: jax.Array) -> Any:
+    """Weight-space changes ``Δw = Jᵀ Δα`` by one VJP per row (J never materialised).
+
+    Args:
+      apply_fn, params, x_train: the network, its weights w0 and its n training inputs.
+      delta_alpha: ``[s, n, k]`` or ``[s, nk]`` kernel-space changes, e.g.
+        ``loo_vectors(...).delta_alpha[t]`` (then Δw_i = w_t^{(−i)} − w_t).
+
+    Returns:
+      A pytree like ``params`` whose leaves have a leading ``[s]`` axis.
+    """
+    f0, vjp_fn = jax.vjp(lambda p: apply_fn(p, x_train), params)
+    d = jnp.asarray(delta_alpha, f0.dtype).reshape((-1,) + f0.shape)
+    return jax.vmap(lambda a: vjp_fn(a)[0])(d)

@@ -1,0 +1,154 @@
+"""Result types and solver settings of the smooth-unique-information engine.
+
+All results are pytrees of arrays (they pass through ``jax.jit`` and ``jax.vmap``); strings and
+sizes that describe how a result was computed are static metadata.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxinfo._types import DEFAULT_MEMORY_BUDGET
+from jaxinfo.dynamics import GradientDescent
+
+__all__ = ["UniqueInformation", "LOOVectors", "LanczosPlan", "LOOSolver", "METHODS",
+           "REDUCTIONS"]
+
+METHODS = ("auto", "schur", "lanczos", "exact")
+REDUCTIONS = ("mean", "sum")
+
+
+def _static(default: Any = dataclasses.MISSING):
+    return dataclasses.field(default=default, metadata=dict(static=True))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class UniqueInformation:
+    """Per-sample smooth unique information (nats) and the raw leave-one-out changes.
+
+    Attributes:
+      weight_si: ``[n]`` ‖w_t − w_t^{(−i)}‖² / (2σ²), nats.
+      functional_si: ``[n]`` function_change_sq / (2σ_f²), nats (per reference input for
+        ``reduction="mean"``, total for ``"sum"``).
+      weight_change_sq: ``[n]`` ‖w_t − w_t^{(−i)}‖² (parameter units²).
+      function_change_sq: ``[n]`` mean (or sum, per ``reduction``) over the reference inputs of
+        ‖f_t(x) − f_t^{(−i)}(x)‖² (summed over the k outputs; output units²).
+      sample_loss: ``[n]`` ½‖f_t(x_i) − y_i‖², each sample's training loss under the full
+        run at the same t (the natural baseline for flagging unusual samples).
+      alpha_error_bound: ``[n]`` a-priori bound on ‖α'_approx − α'‖ of each sample (Lanczos;
+        zeros for the direct methods, which are exact up to round-off; NaN when the bound was
+        not computed, i.e. Lanczos inside ``jax.jit``).
+      dynamics: the :class:`jaxinfo.GradientDescent` used.
+      sigma, sigma_f: smoothing scales σ, σ_f.
+      method: the method used (``"schur"``, ``"lanczos"`` or ``"exact"``).
+      reduction: ``"mean"`` or ``"sum"``.
+      iterations: Lanczos steps m (0 for the direct methods).
+      num_reference: M, the number of reference inputs per sample (n − 1 without ``x_ref``).
+    """
+
+    weight_si: Any
+    functional_si: Any
+    weight_change_sq: Any
+    function_change_sq: Any
+    sample_loss: Any
+    alpha_error_bound: Any
+    dynamics: GradientDescent
+    sigma: Any = 1.0
+    sigma_f: Any = 1.0
+    method: str = _static("schur")
+    reduction: str = _static("mean")
+    iterations: int = _static(0)
+    num_reference: int = _static(0)
+
+
+class LOOVectors(NamedTuple):
+    """Leave-one-out change vectors of every sample, at each requested time.
+
+    Attributes:
+      ts: ``[T]`` times (``inf`` for t = ∞).
+      alpha: ``[T, nk]`` dual coefficients α of the full problem.
+      delta_alpha: ``[T, n, nk]`` α'_{−i} (zero-padded on sample i's rows) minus α, so that
+        ``Δw_i = Jᵀ delta_alpha[t, i]`` (see :func:`jaxinfo.weight_changes`).
+      train_change: ``[T, n, n, k]`` f_t^{(−i)}(x_j) − f_t(x_j) for every training sample j
+        (j = i included: the change of the prediction on the left-out sample itself).
+      ref_change: ``[T, n, m, k]`` the same on the reference inputs (``None`` without Θ*).
+      train_loss_change: ``[T, n]`` L_{−i}(t) − L(t), L = (0.5/n')Σ_j‖f_t(x_j) − y_j‖² over the
+        n' samples each problem trains on (n − 1 and n).
+      weight_change_sq: ``[T, n]`` ‖Δw‖² = Δαᵀ Θ Δα.
+      alpha_error_bound: ``[n]`` Lanczos bound on ‖α'_approx − α'‖ (zeros for direct methods).
+      method, iterations: as in :class:`UniqueInformation` (method of the finite times; t = ∞
+        entries use ``"schur"`` under ``"auto"``).
+    """
+
+    ts: np.ndarray
+    alpha: np.ndarray
+    delta_alpha: np.ndarray
+    train_change: np.ndarray
+    ref_change: np.ndarray | None
+    train_loss_change: np.ndarray
+    weight_change_sq: np.ndarray
+    alpha_error_bound: np.ndarray
+    method: str
+    iterations: int
+
+
+class LanczosPlan(NamedTuple):
+    """Number of Lanczos steps and its a-priori error bound (``docs/maths/sui.md``).
+
+    Attributes:
+      iterations: m, the number of Lanczos steps (Krylov dimension).
+      interval: ``(a, b)`` enclosing the spectrum of every leave-one-out matrix.
+      abs_bound: ``2·Σ_{j≥m}|c_j|`` (max over the times): ‖α'_approx − α'‖ ≤ abs_bound·‖b‖.
+      rel_bound: ``abs_bound / min g`` — a bound on the relative error of α'.
+      reached: whether ``rel_bound ≤ tol`` was reached within ``max_iter`` steps.
+    """
+
+    iterations: int
+    interval: tuple[float, float]
+    abs_bound: float
+    rel_bound: float
+    reached: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LOOSolver:
+    """How the leave-one-out problems are solved (numerics only: never changes the answer
+    beyond the stated tolerance).
+
+    Attributes:
+      method: ``"auto"``, ``"schur"`` (t = ∞), ``"lanczos"`` (finite t) or ``"exact"``
+        (per-sample eigendecomposition, the reference). ``"auto"``: Schur at t = ∞, Lanczos at
+        finite t unless it would need more than half the dimension in steps.
+      tol: Lanczos target relative error on each α' (a-priori bound).
+      max_iter: cap on Lanczos steps (default: the dimension nk − k).
+      chunk_size: samples per vectorised chunk (default: from ``memory_budget``).
+      memory_budget: bytes of per-chunk work arrays.
+      dtype: ``"float64"`` runs the leave-one-out arithmetic in float64 whatever the input
+        dtype (the changes are differences of nearly equal solutions, which float32 loses);
+        ``None`` keeps the input dtype.
+    """
+
+    method: str = "auto"
+    tol: float = 1e-10
+    max_iter: int | None = None
+    chunk_size: int | None = None
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
+    dtype: str | None = "float64"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"LOOSolver.method must be one of {METHODS}, got {self.method!r}")
+        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1):
+            raise ValueError(f"LOOSolver.tol must be in (0, 1), got {self.tol!r}")
+        if self.dtype not in ("float64", None):
+            raise ValueError(f"LOOSolver.dtype must be 'float64' or None (keep the input dtype), "
+                             f"got {self.dtype!r}")
+        for name in ("max_iter", "chunk_size"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                  or v < 1):
+                raise ValueError(f"LOOSolver.{name} must be a positive integer or None, got {v!r}")
