@@ -1,6 +1,6 @@
 """Ground truth for smooth unique information: exact leave-one-out (LOO) retraining.
 
-Two references for the closed-form estimates of :mod:`jaxinfo.sui` (DESIGN.md §3):
+Two references for the closed-form estimates of :mod:`jaxinfo.sui` (docs/maths/sui.md):
 
 (a) **Exact LOO of the linearized network** (:func:`linearized_loo`, :func:`linearized_loo_kernel`).
     Brute force: for every removed sample ``i`` the closed form of linearized GD

@@ -1,4 +1,4 @@
-"""Linearized networks and closed-form gradient descent on them (DESIGN.md §3).
+"""Linearized networks and closed-form gradient descent on them (maths: docs/maths/ntk.md).
 
 The linearization of ``f`` around ``w0`` is ``f_lin(w, x) = f(w0, x) + J(x) (w - w0)``.
 Training it with full-batch gradient descent on
@@ -184,7 +184,7 @@ _kernel_dynamics_jit = jax.jit(_kernel_dynamics, static_argnames=("continuous",)
 def kernel_dynamics(theta: jax.Array, r0: jax.Array, *, n: int, lr: float, t: Any = None,
                     continuous: bool = False, weight_decay: float = 0.0,
                     theta_ref: jax.Array | None = None) -> KernelDynamics:
-    """Closed-form linearized GD from a precomputed kernel (DESIGN.md §3).
+    """Closed-form linearized GD from a precomputed kernel (docs/maths/ntk.md).
 
     Args:
       theta: ``[nk, nk]`` training NTK Θ, sample-major (see :func:`kernel_matrix`).
@@ -268,7 +268,7 @@ def linearized_training(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_tr
                         x_ref: jax.Array | None = None, *, lr: float, t: Any = None,
                         continuous: bool = False, weight_decay: float = 0.0,
                         batch_size: int | None = None) -> LinearizedTraining:
-    """Trains the linearized network in closed form (MSE, full batch; DESIGN.md §3).
+    """Trains the linearized network in closed form (MSE, full batch; docs/maths/ntk.md).
 
     Args:
       apply_fn: ``apply_fn(params, x) -> [batch, k]``.

@@ -1,4 +1,4 @@
-"""Smooth unique information of every training sample (DESIGN.md §3).
+"""Smooth unique information of every training sample (maths: docs/maths/sui.md).
 
 Linearized network, MSE, full-batch GD (see :mod:`jaxinfo.linearize`): with the training NTK
 Θ ``[nk, nk]`` (sample-major), residuals ``r0 = f(w0, X) − Y``, η = lr/n and ``Θ_λ = Θ + nλI``,
@@ -872,7 +872,7 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: jax.Array, y_tra
     """Smooth unique information of every training sample of a network (nats).
 
     The network is linearized at ``params`` and trained in closed form (MSE, full-batch GD with
-    learning rate ``lr`` for ``t`` steps, or gradient flow; DESIGN.md §3). For each sample i the
+    learning rate ``lr`` for ``t`` steps, or gradient flow; docs/maths/sui.md). For sample i the
     same training without it gives w_t^{(−i)} and f_t^{(−i)}, and
 
         weight SI(i)     = ‖w_t − w_t^{(−i)}‖² / (2σ²)
