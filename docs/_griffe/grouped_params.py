@@ -8,7 +8,8 @@ jaxinfo's docstrings document parameters that share a description on one line::
         chunk_size, memory_budget, dtype: as in :func:`loo_vectors`.
 
 Griffe's Google parser reads one name per entry, so it would report ``lr, t, continuous,
-weight_decay`` as a parameter that does not exist. Before a docstring is parsed, this extension
+weight_decay`` as a parameter that does not exist (and render grouped ``Attributes`` of result
+tuples as one odd row). Before a docstring is parsed, this extension
 rewrites every grouped entry as one entry per name (each with the shared description; a
 parenthesised symbol after a name, ``weight_decay (λ)``, moves into the description), so every
 name is still checked against the signature by ``mkdocs build --strict``.
@@ -21,7 +22,7 @@ from typing import Any
 import griffe
 
 _SECTION = re.compile(r"^(\s*)(Args|Arguments|Parameters|Params|Keyword Args|"
-                      r"Keyword Arguments|Other Parameters|Other Args):\s*$")
+                      r"Keyword Arguments|Other Parameters|Other Args|Attributes):\s*$")
 _NAME = re.compile(r"^\s*(\*{0,2}[A-Za-z_][A-Za-z_0-9]*)\s*(\((.*)\))?\s*$")
 
 
@@ -29,12 +30,25 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
+def _split_names(names: str) -> list[str]:
+    """Splits ``"a, b (x, y), c"`` at the commas outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in names:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p.strip() for p in parts + [cur] if p.strip()]
+
+
 def _expand_item(head: str, body: list[str], pad: str) -> list[str]:
     """One entry per name of ``head`` (``"a, b (β): description"``)."""
     names, _, rest = head.partition(":")
-    if "," not in names:
+    parts = _split_names(names)
+    if len(parts) < 2:
         return [pad + head, *body]
-    parts = [p.strip() for p in names.split(",") if p.strip()]
     matches = [_NAME.match(p) for p in parts]
     if not all(matches):  # not a list of names (e.g. a type annotation with commas)
         return [pad + head, *body]
@@ -97,5 +111,5 @@ class GroupedParameters(griffe.Extension):
     """Splits grouped Google-style parameter entries before parsing (see the module docstring)."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:  # noqa: ARG002
-        if obj.docstring is not None and obj.is_function:
+        if obj.docstring is not None and (obj.is_function or obj.is_class):
             obj.docstring.value = expand_grouped_parameters(obj.docstring.value)
