@@ -3,7 +3,7 @@
 Minibatch Adam on softmax cross-entropy plus an L2 term ``l2 * sum ||W||^2`` over the weight
 matrices (leaves named ``kernel``; biases are not decayed), keeping the parameters with the
 best validation accuracy and stopping early (patience counted only after ``patience_after``
-epochs and once the training cross-entropy is ``<= loss_threshold``), as in DESIGN §4.
+epochs and once the training cross-entropy is ``<= loss_threshold``), as in docs/maths/diversity.md.
 
 Several seeds train at once: :func:`train_classifier` ``vmap``s one epoch (a ``lax.scan`` over
 minibatches) over a stack of parameter pytrees; a seed that has stopped keeps its parameters

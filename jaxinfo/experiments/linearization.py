@@ -1,6 +1,6 @@
 """How closely does the linearized network track the real one during training?
 
-Trains a Flax MLP with full-batch gradient descent on the MSE loss of DESIGN.md §3 and, from
+Trains a Flax MLP with full-batch gradient descent on the MSE loss of docs/maths/ntk.md and, from
 the same initialization, evaluates the closed-form linearized dynamics (empirical NTK) at the
 same steps. The table reports, per step, the relative distance between the two networks'
 predictions on held-out inputs and both networks' losses and accuracies — the check that the
