@@ -25,7 +25,8 @@ Everything is read off the jaxpr of ``apply_fn`` (any function, Flax or not):
 
 - ``dense``: a leaf used once, as an operand of a ``dot_general`` (any contracting and batch
   dimensions), directly or through ``reshape`` / ``transpose`` / ``squeeze`` /
-  ``convert_element_type`` / ``copy`` (permutations of the entries, which leave ``JJᵀ`` unchanged).
+  ``convert_element_type`` / ``copy`` / a ``broadcast_in_dim`` that only adds unit axes
+  (permutations of the entries, which leave ``JJᵀ`` unchanged).
 - ``conv``: the same, as the kernel (right operand) of a ``conv_general_dilated`` with
   ``feature_group_count = batch_group_count = 1``; patches by
   ``jax.lax.conv_general_dilated_patches`` (any strides, padding and dilations).
@@ -67,7 +68,6 @@ ApplyFn = Callable[[Any, jax.Array], jax.Array]
 # Ops through which a parameter may reach its layer: they only permute (or cast) its entries.
 _PERMUTING = frozenset({"reshape", "transpose", "squeeze", "convert_element_type", "copy",
                         "copy_p"})
-_BIAS_PATH = _PERMUTING | {"broadcast_in_dim"}
 _BIAS_USE = frozenset({"add", "sub", "add_any"})
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call"})
 
@@ -135,12 +135,22 @@ class _Plan(NamedTuple):
     fwd_macs: int         # multiply-adds of the dot_general / conv equations (one sample)
 
 
-def _follow(jaxpr, uses, outvars, var, through):
-    """End of the single-use chain from ``var`` through ``through`` ops: ``(var, use or None)``."""
+def _permutes(eqn) -> bool:
+    """Whether the unary ``eqn`` only rearranges (or casts) its operand's entries."""
+    name = eqn.primitive.name
+    if name == "broadcast_in_dim":  # adding unit axes only (e.g. ``w[None]``)
+        return eqn.outvars[0].aval.size == eqn.invars[0].aval.size
+    return name in _PERMUTING
+
+
+def _follow(jaxpr, uses, outvars, var, bias=False):
+    """End of the single-use chain from ``var`` through unary ops that permute its entries
+    (any ``broadcast_in_dim`` too if ``bias``): ``(var, (eqn index, operand) or None)``."""
     while var not in outvars and len(uses[var]) == 1:
         index, pos = uses[var][0]
         eqn = jaxpr.eqns[index]
-        if eqn.primitive.name in through and len(eqn.invars) == 1:
+        through = _permutes(eqn) or (bias and eqn.primitive.name == "broadcast_in_dim")
+        if through and len(eqn.invars) == 1:
             var = eqn.outvars[0]
             continue
         return var, (index, pos)
@@ -208,7 +218,7 @@ def _plan(apply_fn: ApplyFn, params: Any, x_sample: jax.ShapeDtypeStruct) -> _Pl
         if not uses[var] and var not in outvars:
             kinds.append("unused")
             continue
-        _, use = _follow(jaxpr, uses, outvars, var, _PERMUTING)
+        _, use = _follow(jaxpr, uses, outvars, var)
         kind = None
         if use is not None:
             index, side = use
@@ -223,7 +233,7 @@ def _plan(apply_fn: ApplyFn, params: Any, x_sample: jax.ShapeDtypeStruct) -> _Pl
             slot = slots.setdefault(index, len(slots))
             layers.append(_Layer(leaf, kind, index, side, slot, dims))
         else:
-            _, use = _follow(jaxpr, uses, outvars, var, _BIAS_PATH)
+            _, use = _follow(jaxpr, uses, outvars, var, bias=True)
             bias = use is not None and jaxpr.eqns[use[0]].primitive.name in _BIAS_USE
             kind = "bias" if bias else "jacobian"
             direct.append(leaf)

@@ -29,30 +29,34 @@ def normal(key, shape, scale=1.0):
 
 
 def dict_mlp(key, d=4, width=6, k=3):
-    """tanh MLP with biases; the second weight is the *left* operand of its matmul."""
+    """tanh MLP with biases; the first weight enters transposed, the second is the *left*
+    operand of its matmul."""
     ks = jax.random.split(key, 5)
-    params = {"w1": normal(ks[0], (d, width), d ** -0.5), "b1": normal(ks[1], (width,), 0.1),
+    params = {"w1t": normal(ks[0], (width, d), d ** -0.5), "b1": normal(ks[1], (width,), 0.1),
               "w2t": normal(ks[2], (k, width), width ** -0.5), "b2": normal(ks[3], (k,), 0.1)}
 
     def apply_fn(p, x):
-        h = jnp.tanh(jnp.dot(x, p["w1"]) + p["b1"])
+        h = jnp.tanh(jnp.dot(x, p["w1t"].T) + p["b1"])
         return (p["w2t"] @ h.T).T + p["b2"]
 
     return apply_fn, params, (d,)
 
 
 def dict_heads(key, heads=2, d=3, k=2):
-    """Per-head weights (a dot_general with batch dims), a dilated conv, a param used twice."""
+    """Per-head weights (a dot_general with batch dims), a dilated conv, a weight with a unit
+    axis added, a param used twice."""
     ks = jax.random.split(key, 4)
     params = {"c": normal(ks[0], (2, 2, 1, 2), 0.5), "wh": normal(ks[1], (heads, d, k), 0.5),
-              "s": normal(ks[2], (k,), 0.5)}
+              "wb": normal(ks[3], (k, k), 0.5), "s": normal(ks[2], (k,), 0.5)}
 
     def apply_fn(p, x):  # x: [n, 5, 5, 1]
         h = jax.lax.conv_general_dilated(x, p["c"], (1, 1), ((1, 1), (0, 1)), rhs_dilation=(2, 1),
                                          lhs_dilation=(1, 2),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
         h = jnp.tanh(h.reshape(x.shape[0], -1)[:, :heads * d].reshape(-1, heads, d))
-        y = jnp.einsum("nhd,hdk->nhk", h, p["wh"]).sum(1)
+        y = jnp.tanh(jnp.einsum("nhd,hdk->nhk", h, p["wh"]).sum(1))
+        wb = jax.lax.broadcast_in_dim(p["wb"], (1, k, k), (1, 2))
+        y = jax.lax.dot_general(y, wb, (((1,), (1,)), ((), ())))[:, 0]
         return y * p["s"] + jnp.sin(p["s"])
 
     return apply_fn, params, (5, 5, 1)
@@ -178,9 +182,10 @@ def kinds(name):
 
 
 def test_leaf_kinds():
-    assert kinds("dict_mlp") == {"['b1']": "bias", "['b2']": "bias", "['w1']": "dense",
+    assert kinds("dict_mlp") == {"['b1']": "bias", "['b2']": "bias", "['w1t']": "dense",
                                  "['w2t']": "dense"}
-    assert kinds("dict_heads") == {"['c']": "conv", "['s']": "jacobian", "['wh']": "dense"}
+    assert kinds("dict_heads") == {"['c']": "conv", "['s']": "jacobian", "['wh']": "dense",
+                                   "['wb']": "dense"}
     resnet = kinds("resnet")
     assert resnet["['Conv_0']['kernel']"] == resnet["['Conv_1']['kernel']"] == "conv"
     assert resnet["['Dense_0']['kernel']"] == "dense"
