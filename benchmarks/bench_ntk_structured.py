@@ -10,7 +10,7 @@ Models (float32, CPU unless JAX finds an accelerator):
 For each, the wall time (best of ``--repeats``, after one compile run) of
 ``empirical_ntk(..., implementation="jacobian")`` and of ``structured_ntk``, their ratio, the
 maximum relative difference ``max|Θ_s − Θ_j| / max|Θ_j|``, and the cost model's multiply-add
-estimates (``structured_cost``).
+estimates (``structured_cost``) with how each parameter leaf is handled (kind/contraction form).
 """
 from __future__ import annotations
 
@@ -49,6 +49,26 @@ def best_time(fn, repeats):
     return min(times)
 
 
+def row(name, apply_fn, params, shape, trace, repeats):
+    x = jax.random.normal(jax.random.PRNGKey(1), shape)
+
+    def jac():
+        return empirical_ntk(apply_fn, params, x, trace_axes=trace, implementation="jacobian")
+
+    def st():
+        return structured_ntk(apply_fn, params, x, trace_axes=trace)
+
+    want, got = jac(), st()
+    diff = float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
+    t_jac = best_time(jac, repeats)
+    t_st = best_time(st, repeats)
+    cost = structured_cost(apply_fn, params, shape, trace_axes=trace)
+    return (f"{name:20} {shape[0]:5d} {tuple(got.shape)!s:>18} {t_jac:11.3f} {t_st:13.4f} "
+            f"{t_jac / t_st:7.1f} {diff:12.2e} {cost.flops_jacobian:9.2e} "
+            f"{cost.flops_structured:9.2e}\n#   leaves: " +
+            ", ".join(f"{c.path} {c.kind}/{c.form}" for c in cost.leaves))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1024, help="samples for the wide MLP")
@@ -64,18 +84,7 @@ def main():
     print(f"{'model':20} {'n':>5} {'out':>18} {'jacobian s':>11} {'structured s':>13} "
           f"{'ratio':>7} {'max rel diff':>12} {'MACs jac':>9} {'MACs str':>9}")
     for name, (apply_fn, params), shape, trace in cases:
-        x = jax.random.normal(jax.random.PRNGKey(1), shape)
-        jac = lambda: empirical_ntk(apply_fn, params, x, trace_axes=trace,
-                                    implementation="jacobian")
-        st = lambda: structured_ntk(apply_fn, params, x, trace_axes=trace)
-        want, got = jac(), st()
-        diff = float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want)))
-        t_jac = best_time(jac, args.repeats)
-        t_st = best_time(st, args.repeats)
-        cost = structured_cost(apply_fn, params, shape, trace_axes=trace)
-        print(f"{name:20} {shape[0]:5d} {str(tuple(got.shape)):>18} {t_jac:11.3f} "
-              f"{t_st:13.4f} {t_jac / t_st:7.1f} {diff:12.2e} {cost.flops_jacobian:9.2e} "
-              f"{cost.flops_structured:9.2e}", flush=True)
+        print(row(name, apply_fn, params, shape, trace, args.repeats), flush=True)
 
 
 if __name__ == "__main__":

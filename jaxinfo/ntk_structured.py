@@ -59,9 +59,10 @@ import numpy as np
 from jax.extend.core import Literal, Var
 
 from jaxinfo._validation import check_finite
-from jaxinfo.ntk import DEFAULT_MEMORY_BUDGET, _canonical_axes, _subscripts
+from jaxinfo.ntk import (_SYMMETRIC_MIN_N, _SYMMETRIC_PARTS, DEFAULT_MEMORY_BUDGET,
+                         _canonical_axes, _subscripts)
 
-__all__ = ["structured_ntk", "structured_cost", "StructuredCost", "LeafCost"]
+__all__ = ["LeafCost", "StructuredCost", "structured_cost", "structured_ntk"]
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
@@ -171,7 +172,7 @@ def _dense_dims(eqn, side):
 
 
 def _conv_dims(eqn):
-    lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
+    _, rhs_spec, out_spec = eqn.params["dimension_numbers"]
     w_shape = eqn.invars[1].aval.shape
     y_shape = eqn.outvars[0].aval.shape
     positions = math.prod(y_shape[d] for d in (out_spec[0], *out_spec[2:]))
@@ -369,7 +370,9 @@ class StructuredCost(NamedTuple):
     """Cost estimate (multiply-adds) and largest intermediates (bytes), structured vs Jacobian.
 
     Both FLOP counts include the same per-sample forward/backward passes
-    (``≈ (1 + 2K)·forward`` per sample, the dot_general/conv multiply-adds of the network).
+    (``≈ (1 + 2K)·forward`` per sample, the dot_general/conv multiply-adds of the network);
+    ``flops_jacobian`` counts the block-triangular contraction ``jaxinfo.ntk`` uses for large
+    symmetric kernels.
     """
     flops_structured: int
     flops_jacobian: int
@@ -445,11 +448,14 @@ def structured_cost(apply_fn: ApplyFn, params: Any, x_shape: Sequence[int], *,
     costs = _leaf_costs(plan, num_params, s, memory_budget / itemsize)
     passes = s.n_feat * (1 + 2 * s.k) * plan.fwd_macs
     total = sum(num_params)
+    contraction = s.pair * total
+    if same and 0 not in diag and n1 >= _SYMMETRIC_MIN_N:  # jaxinfo.ntk's block triangle
+        contraction = contraction * (_SYMMETRIC_PARTS + 1) // (2 * _SYMMETRIC_PARTS)
     leaves = tuple(LeafCost(jax.tree_util.keystr(path), kind, form, int(flops))
                    for (path, _), (kind, form, flops, _) in zip(leaves_with_path, costs))
     return StructuredCost(
         flops_structured=int(passes + sum(c[2] for c in costs)),
-        flops_jacobian=int(passes + s.pair * total),
+        flops_jacobian=int(passes + contraction),
         bytes_structured=int(max([c[3] for c in costs], default=0) * itemsize),
         bytes_jacobian=int(s.n_feat * s.k * total * itemsize),
         leaves=leaves)

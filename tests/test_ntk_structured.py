@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import linen as nn
 
@@ -203,12 +202,14 @@ def test_cost_model_wide_mlp():
     def apply_fn(p, x):
         return jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"]
 
-    cost = structured_cost(apply_fn, params, (256, d))
+    cost = structured_cost(apply_fn, params, (256, d), n2=256)
     assert cost.flops_structured * 10 < cost.flops_jacobian
     assert cost.bytes_structured < cost.bytes_jacobian
     p = d * width + width + width
     assert cost.flops_jacobian - cost.flops_structured == 256 * 256 * p - sum(
         c.flops for c in cost.leaves)
+    symmetric = structured_cost(apply_fn, params, (256, d))  # x2 = None
+    assert symmetric.flops_structured * 10 < symmetric.flops_jacobian < cost.flops_jacobian
     forms = {c.path: c.form for c in cost.leaves}
     assert forms["['w1']"] == "gram"
 
