@@ -29,10 +29,18 @@ Two implementations give equal results:
   dense net, in small matmuls), but memory only ``batch_size·P`` plus activations: it never
   materialises a Jacobian and makes no per-sample independence assumption.
 
-``"auto"`` (the cost model): the contraction is always cheaper in FLOPs, so it is chosen whenever
-one block of per-sample Jacobians fits ``memory_budget`` bytes (``batch_size`` samples per
-block, or the whole input if ``batch_size`` is ``None``, shrunk automatically until it fits);
-only when a single sample's Jacobian ``K·P`` does not fit is ``"ntvp"`` used.
+- ``"structured"`` — structured derivatives (:mod:`jaxinfo.ntk_structured`): for parameters that
+  enter through dense (``dot_general``) or convolution primitives, found in the jaxpr of any
+  ``apply_fn``, each layer's contribution is formed from layer inputs and output cotangents,
+  ``(AAᵀ)⊙(ΔΔᵀ)``, instead of full per-sample Jacobians; other parameters fall back to the
+  contraction. 50–85× faster than ``"jacobian"`` on a 196-1024-1 MLP at n = 1024 (CPU).
+
+``"auto"`` (the cost model): ``"structured"`` when its multiply-add count
+(:func:`jaxinfo.ntk_structured.structured_cost`) is below the contraction's and its largest
+intermediate fits ``memory_budget``; otherwise the contraction whenever one block of
+per-sample Jacobians fits ``memory_budget`` bytes (``batch_size`` samples per block, or the
+whole input if ``batch_size`` is ``None``, shrunk automatically until it fits); only when a
+single sample's Jacobian ``K·P`` does not fit is ``"ntvp"`` used.
 """
 from __future__ import annotations
 
@@ -49,7 +57,7 @@ from jaxinfo._validation import check_finite, check_int_at_least
 
 __all__ = ["empirical_ntk", "empirical_ntk_fn", "ntk_vector_product"]
 
-_IMPLEMENTATIONS = ("auto", "jacobian", "ntvp")
+_IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 # neural-tangents' NtkImplementation enum values.
 _NT_IMPLEMENTATIONS = {0: "auto", 1: "jacobian", 2: "ntvp", 3: "structured"}
 # Basis vectors per NTK-vector-product batch. Small batches keep the [chunk, n, width]
@@ -309,6 +317,20 @@ def _num_params(params: Any) -> int:
     return sum(int(np.prod(np.shape(p))) for p in jax.tree_util.tree_leaves(params))
 
 
+def _structured_is_cheaper(apply_fn, params, x_shape, n2, trace_axes, diagonal_axes, dtype,
+                           memory_budget) -> bool:
+    """The ``"auto"`` rule: fewer multiply-adds than the contraction, within the budget."""
+    from jaxinfo.ntk_structured import structured_cost
+
+    try:
+        cost = structured_cost(apply_fn, params, x_shape, n2=n2, trace_axes=trace_axes,
+                               diagonal_axes=diagonal_axes, dtype=dtype,
+                               memory_budget=memory_budget)
+    except Exception:  # noqa: BLE001 - a jaxpr the planner cannot read: use the contraction
+        return False
+    return cost.flops_structured < cost.flops_jacobian and cost.bytes_structured <= memory_budget
+
+
 def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array | None = None, *,
                   trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequence[int] = (),
                   implementation: str = "auto", batch_size: int | None = None,
@@ -325,7 +347,8 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
       x2: ``[n2, ...]`` inputs or batches; ``None`` means ``x1`` (the symmetric kernel).
       trace_axes: output axes to trace over (see the module docstring).
       diagonal_axes: output axes to keep only the diagonal of.
-      implementation: ``"jacobian"``, ``"ntvp"`` or ``"auto"`` (module docstring).
+      implementation: ``"jacobian"``, ``"ntvp"``, ``"structured"`` or ``"auto"`` (module
+        docstring).
       batch_size: samples per block (``"jacobian"``: the kernel is assembled block by block,
         so peak memory is about ``2·batch_size·K·P`` numbers; ``"ntvp"``: basis vectors
         processed at once). ``None``: one block (``"auto"`` shrinks it to fit the budget).
@@ -374,6 +397,15 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
                          f"{x1.shape[0]} and {x2.shape[0]}")
 
     impl = implementation
+    if impl == "auto" and _structured_is_cheaper(apply_fn, params, x1.shape,
+                                                 None if same else x2.shape[0], trace_axes,
+                                                 diagonal_axes, x1.dtype, memory_budget):
+        impl = "structured"
+    if impl == "structured":
+        from jaxinfo.ntk_structured import structured_ntk
+
+        return structured_ntk(apply_fn, params, x1, None if same else x2, trace_axes=trace,
+                              diagonal_axes=diag, memory_budget=memory_budget)
     per_sample = int(np.prod(out_shape[1:])) * _num_params(params) * x1.dtype.itemsize
     if impl == "auto":
         impl = "jacobian" if 2 * per_sample <= memory_budget else "ntvp"

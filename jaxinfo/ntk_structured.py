@@ -58,13 +58,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Literal, Var
 
+from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
 from jaxinfo._validation import check_finite
-from jaxinfo.ntk import (_SYMMETRIC_MIN_N, _SYMMETRIC_PARTS, DEFAULT_MEMORY_BUDGET,
-                         _canonical_axes, _subscripts)
+from jaxinfo.ntk import _SYMMETRIC_MIN_N, _SYMMETRIC_PARTS, _canonical_axes, _subscripts
 
 __all__ = ["LeafCost", "StructuredCost", "structured_cost", "structured_ntk"]
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 # Ops through which a parameter may reach its layer: they only permute (or cast) its entries.
 _PERMUTING = frozenset({"reshape", "transpose", "squeeze", "convert_element_type", "copy",
