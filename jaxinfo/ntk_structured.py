@@ -51,7 +51,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
