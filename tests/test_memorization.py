@@ -41,11 +41,14 @@ def test_constructions():
     assert abs(np.mean(v_colour == c.val.y) - 0.5) < 0.1  # uninformative on validation
     s = make_task(p, "shuffled", 0.5, key=0)
     assert s.corrupted.sum() == round(0.5 * len(s.train.y)) and s.num_classes == 10
-    # bundled MNIST: 14×14 by striding, the first n_train images train, the next n_val validate
-    m = make_task(Protocol(dataset="mnist", n_train=100, n_val=50), "shuffled", 0.0, key=0)
-    ref = load_mnist(size=28, flatten=False).x[:150, ::2, ::2, 0]
-    np.testing.assert_array_equal(m.train.x, ref[:100].reshape(100, -1))
-    np.testing.assert_array_equal(m.val.x, ref[100:].reshape(50, -1))
+    # bundled MNIST (stored sorted by class): one fixed shuffle, then 14×14 by striding; the
+    # first n_train images train, the next n_val validate, and both hold every class
+    m = make_task(Protocol(dataset="mnist", n_train=300, n_val=100), "shuffled", 0.0, key=0)
+    perm = np.random.default_rng(mem._BUNDLED_ORDER_SEED).permutation(5000)
+    ref = load_mnist(size=28, flatten=False).x[perm[:400], ::2, ::2, 0]
+    np.testing.assert_array_equal(m.train.x, ref[:300].reshape(300, -1))
+    np.testing.assert_array_equal(m.val.x, ref[300:].reshape(100, -1))
+    assert len(np.unique(m.val.y)) == 10 and len(np.unique(m.train.y)) == 10
 
 
 def _tiny(**changes):

