@@ -719,13 +719,15 @@ def mix_sources(sources: Mapping[str, Dataset], key, *, shuffle: bool = True
 
 
 def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
-                    noisy_fraction: float = 0.5) -> dict[str, Dataset]:
-    """Four 14×14 sources of the same classes, relabelled ``0..C-1``, ``n_per_source`` each.
+                    noisy_fraction: float = 0.5, side: int = 14) -> dict[str, Dataset]:
+    """Four sources of the same classes, relabelled ``0..C-1``, ``n_per_source`` each, as
+    flattened ``side × side`` images (``[n, side²]``; default 14×14).
 
-    - ``"mnist"``: clean bundled MNIST (14×14);
+    - ``"mnist"``: clean bundled MNIST (14×14, resized to ``side``);
     - ``"mnist_noisy_labels"``: other MNIST images with a ``noisy_fraction`` of flipped labels
       (:func:`label_noise`);
-    - ``"digits_14x14"``: scikit-learn's 8×8 digits upsampled to 14×14 (:func:`resize_images`);
+    - ``"digits_14x14"``: scikit-learn's 8×8 digits upsampled to 14×14 (:func:`resize_images`;
+      resized to ``side`` — the name is kept);
     - ``"gaussian_noise"``: pure-noise images with random labels (:func:`gaussian_images`).
 
     Feed it to :func:`mix_sources`. Needs ``2·n_per_source`` MNIST images of the classes
@@ -740,8 +742,10 @@ def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
     clean, noisy = split(mnist, [n_per_source, n_per_source], rng)
     noisy, _ = label_noise(noisy, noisy_fraction, rng, num_classes=len(classes))
     (dig,) = split(digits, [n_per_source], rng)
-    dig = Dataset(resize_images(dig.x, 14), dig.y)
-    noise = gaussian_images(n_per_source, (196,), rng, num_classes=len(classes))
+    dig = Dataset(resize_images(dig.x, side), dig.y)
+    if side != 14:
+        clean, noisy = (Dataset(resize_images(d.x, side), d.y) for d in (clean, noisy))
+    noise = gaussian_images(n_per_source, (side * side,), rng, num_classes=len(classes))
     return {"mnist": clean, "mnist_noisy_labels": noisy, "digits_14x14": dig,
             "gaussian_noise": noise}
 
