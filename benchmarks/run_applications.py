@@ -49,9 +49,10 @@ def command_line(name: str) -> str:
     return f"jaxinfo {cmd} {cfg} --out benchmarks/applications_runs/{name}{extra}"
 
 
-def run(name: str) -> float:
+def run(name: str, force: bool = False) -> float:
     cmd, cfg, sets, figs = JOBS[name]
     args = [sys.executable, "-m", "jaxinfo.cli", cmd, cfg, "--out", str(RUNS / name)]
+    args += ["--force"] if force else []
     for s in sets:
         args += ["--set", s]
     t0 = time.perf_counter()
@@ -190,12 +191,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", choices=list(JOBS), help="run only these jobs")
     ap.add_argument("--report", action="store_true", help="rewrite the report only")
+    ap.add_argument("--force", action="store_true", help="recompute (jaxinfo ... --force)")
     args = ap.parse_args()
     timings = {}
     if not args.report:
         for name in args.only or list(JOBS):
             print(f"== {name}: {command_line(name)}", flush=True)
-            timings[name] = run(name)
+            timings[name] = run(name, args.force)
     REPORT.write_text(report(timings))
     print(f"wrote {REPORT}")
 

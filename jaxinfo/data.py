@@ -629,7 +629,9 @@ def subsample_classes(data: Dataset, fractions: Mapping[int, float], key
     """Keeps a random ``fractions[c]`` of the samples of each listed class ``c`` (others: all).
 
     Class ``c`` with ``n_c`` samples keeps ``max(1, round(fractions[c] · n_c))`` of them
-    (``0`` for a fraction of exactly 0), drawn without replacement; dataset order is kept.
+    (``0`` for a fraction of exactly 0): the first ones of a random permutation of the class,
+    so that with the same key a smaller fraction keeps a subset of what a larger one keeps
+    (nested subsamples). Dataset order is kept.
 
     Args:
       data: the dataset (``y`` ``[n]`` int labels).
@@ -650,7 +652,7 @@ def subsample_classes(data: Dataset, fractions: Mapping[int, float], key
             raise ValueError(f"class {c} has no samples (labels present: {np.unique(y).tolist()})")
         keep_n = 0 if f == 0 else max(1, int(round(f * idx.size)))
         kept[idx] = False
-        kept[rng.choice(idx, size=keep_n, replace=False)] = True
+        kept[rng.permutation(idx)[:keep_n]] = True
     return Dataset(data.x[kept], y[kept].astype(np.int32)), kept
 
 

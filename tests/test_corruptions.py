@@ -43,6 +43,8 @@ def test_subsample_classes(digits):
     np.testing.assert_array_equal(sub.x, digits.x[kept])
     np.testing.assert_array_equal(kept, subsample_classes(digits, {3: 0.2, 5: 0.0}, 0)[1])
     assert (subsample_classes(digits, {3: 0.001}, 0)[0].y == 3).sum() == 1  # at least one
+    half, small = (subsample_classes(digits, {3: f}, 7)[1] for f in (0.5, 0.1))
+    assert np.all(half[small])                     # same key: nested subsamples
 
 
 def test_mix_sources_ids_and_resize():

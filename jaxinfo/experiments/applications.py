@@ -290,12 +290,12 @@ def detect_adversarial(apply_fn: Callable, params: Any, data: Dataset, *, scorin
                        fraction: float = 0.1, eps: float = 0.1, method: str = "fgsm",
                        steps: int = 10, step_size: float | None = None, outputs: int = 1,
                        times: Sequence[Any] | None = None, x_ref: Any = None,
-                       attack_steps: int | None = None, key: Any = 0,
+                       train_steps: int | None = None, key: Any = 0,
                        checkpoint_dir: str | os.PathLike | None = None) -> Application:
     """Adversarial training samples: can SI flag them? (Same table as :func:`detect_corrupted`.)
 
     The real network is trained on the clean ``data`` (full-batch GD from ``params`` for
-    ``attack_steps`` steps, default ``scoring.dynamics.t``); a random ``fraction`` of the
+    ``train_steps`` steps, default ``scoring.dynamics.t``); a random ``fraction`` of the
     training inputs is then replaced by FGSM/PGD perturbations against it (L∞ radius ``eps`` in
     input units, MSE loss on the targets, labels kept; :func:`jaxinfo.data.adversarial`), and
     the perturbed training set is scored and tested as in :func:`detect_corrupted`.
@@ -309,7 +309,7 @@ def detect_adversarial(apply_fn: Callable, params: Any, data: Dataset, *, scorin
 
     rng = _rng(key)
     targets = targets_for(data.y, outputs)
-    steps_train = int(attack_steps if attack_steps is not None else scoring.dynamics.t)
+    steps_train = int(train_steps if train_steps is not None else scoring.dynamics.t)
     store_dir = _sub(checkpoint_dir, "attacked_model")
     fp = fingerprint(data.x, targets, ravel_pytree(params)[0],
                      lr=float(scoring.dynamics.lr), steps=steps_train,
@@ -356,9 +356,9 @@ def class_subsampling(apply_fn: Callable, params: Any, data: Dataset, cls: int, 
 
     The rarer a class, the fewer samples carry its information, so each of them should be
     more informative. For every fraction the training set is
-    :func:`jaxinfo.data.subsample_classes` ``(data, {cls: fraction})`` (one key: the subsets
-    are nested draws of the same permutation only by chance, not by construction) and every
-    sample is scored.
+    :func:`jaxinfo.data.subsample_classes` ``(data, {cls: fraction}, key)`` — with one key the
+    subsamples are nested (a rarer class keeps a subset of the samples of a less rare one) — and
+    every sample is scored.
 
     Returns:
       :class:`Application`: one row per (fraction, class) with ``n_class`` and mean / median /
