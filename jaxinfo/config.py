@@ -258,11 +258,14 @@ def parse_override(command: str, text: str) -> tuple[str, str, Any]:
     return table, key, value
 
 
-def _check_semantics(command: str, cfg: dict, base: Path) -> None:
-    """Checks that need more than one key or the file system."""
+def _check_semantics(command: str, cfg: dict, base: Path, overridden: set) -> None:
+    """Checks that need more than one key or the file system. Relative file names are
+    relative to the configuration file's folder (``base``), or to the working directory when
+    given by ``--set`` (``overridden`` holds those keys)."""
     name = cfg["data"]["name"]
     if name.endswith(".npz"):
-        path = Path(name) if Path(name).is_absolute() else base / name
+        folder = Path.cwd() if "data.name" in overridden else base
+        path = Path(name) if Path(name).is_absolute() else folder / name
         if not path.is_file():
             raise ConfigError(f"data.name: file {str(path)!r} does not exist (expected a .npz "
                               "file with arrays x and y)")
@@ -271,10 +274,11 @@ def _check_semantics(command: str, cfg: dict, base: Path) -> None:
         if not name.split(":", 1)[1]:
             raise ConfigError(f"data.name: expected a dataset name after the prefix, got {name!r}")
         d = cfg["data"]["data_dir"]
-        if d and not (Path(d) if Path(d).is_absolute() else base / d).is_dir():
+        folder = Path.cwd() if "data.data_dir" in overridden else base
+        if d and not (Path(d) if Path(d).is_absolute() else folder / d).is_dir():
             raise ConfigError(f"data.data_dir: directory {d!r} does not exist")
         if d and not Path(d).is_absolute():
-            cfg["data"]["data_dir"] = str((base / d).resolve())
+            cfg["data"]["data_dir"] = str((folder / d).resolve())
     elif name not in ("mnist", "digits"):
         raise ConfigError(f"data.name: expected mnist, digits, a .npz file, tfds:NAME or "
                           f"idx:NAME, got {name!r}")
@@ -313,7 +317,8 @@ def load_config(command: str, path: str | os.PathLike, overrides: list[str] = ()
 
     Args:
       command: one of :data:`COMMANDS`.
-      path: the TOML file. Relative file names inside it are relative to its folder.
+      path: the TOML file. Relative file names inside it are relative to its folder; those
+        given by ``overrides`` are relative to the working directory.
       overrides: ``"table.key=value"`` strings (``--set``), applied in order after the file.
 
     Returns:
@@ -345,13 +350,15 @@ def load_config(command: str, path: str | os.PathLike, overrides: list[str] = ()
                 raise ConfigError(f"{table}.{key}: unknown key (known keys in [{table}]: "
                                   f"{', '.join(schema[table])})")
             cfg[table][key] = v
+    overridden = set()
     for text in overrides:
         table, key, v = parse_override(command, text)
         cfg[table][key] = v
+        overridden.add(f"{table}.{key}")
     for table, keys in schema.items():
         for key, f in keys.items():
             cfg[table][key] = _check_value(f"{table}.{key}", f, cfg[table][key])
-    _check_semantics(command, cfg, path.resolve().parent)
+    _check_semantics(command, cfg, path.resolve().parent, overridden)
     return cfg
 
 

@@ -165,3 +165,19 @@ def test_resume_after_kill_then_force(fresh_run, tmp_path, capsys):
     for name, mtime in done.items():
         assert (chunks / name).stat().st_mtime_ns != mtime
     assert (out / "scores.csv").read_bytes() == (fresh_run / "scores.csv").read_bytes()
+
+
+def test_own_npz_dataset(tmp_path, monkeypatch):
+    """A user's .npz (x, y) scored through --set, the path relative to the working directory."""
+    from jaxinfo.data import load_digits
+
+    d = load_digits((1, 7))
+    np.savez(tmp_path / "mine.npz", x=d.x[:30].reshape(30, 8, 8), y=d.y[:30])
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    sets = ["data.name=mine.npz", "data.classes=[]", "data.n=24", "data.n_test=6",
+            "model.width=16", "dynamics.lr=0.1", "dynamics.t=20", "output.progress=false"]
+    assert main(["sui", str(CONFIGS / "sui_mnist.toml"), "--out", str(out), *_sets(sets)]) == 0
+    lines = (out / "scores.csv").read_text().splitlines()
+    assert len(lines) == 25 and {int(l.split(",")[1]) for l in lines[1:]} <= {1, 7}
+    assert (out / "sui_most_least.png").exists()
