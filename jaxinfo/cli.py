@@ -484,7 +484,9 @@ def run_config_command(command: str, config: Path, out: Path, overrides: list[st
     """Runs ``jaxinfo COMMAND CONFIG --out DIR``; returns the exit status.
 
     Status 2 (one line on standard error, nothing written) for a bad configuration, found
-    before any work starts; 0 on success.
+    before any work starts; 1 (one line) for a ``ValueError`` raised by the computation (e.g. a
+    learning rate for which gradient descent diverges; finished work stays checkpointed);
+    0 on success.
     """
     from jaxinfo.config import ConfigError, load_config
 
@@ -500,7 +502,11 @@ def run_config_command(command: str, config: Path, out: Path, overrides: list[st
         return 2
     if found:
         print(f"resuming: {found} finished pieces found in {out / 'checkpoints'}")
-    summary = _RUNNERS[command](cfg, task, out, out / "checkpoints")
+    try:
+        summary = _RUNNERS[command](cfg, task, out, out / "checkpoints")
+    except ValueError as err:  # e.g. a learning rate for which gradient descent diverges
+        print(f"jaxinfo {command}: error: {err}", file=sys.stderr)
+        return 1
     summary["resumed_pieces"] = found
     summary["seconds_total"] = time.perf_counter() - t0
     _write_json(out / "summary.json", summary)

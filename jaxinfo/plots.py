@@ -182,12 +182,13 @@ def box_by_group(panels: dict, *, path: str | None = None, title: str = "", ylab
 
 def curves_with_bands(x: Any, curves: dict, *, path: str | None = None, title: str = "",
                       xlabel: str = "", ylabel: str = "", logx: bool = False,
-                      close: bool = True):
+                      logy: bool = False, close: bool = True):
     """Lines with optional shaded bands.
 
     Args:
       x: ``[p]`` abscissae.
       curves: ``{name: [p] values}`` or ``{name: ([p] centre, [p] low, [p] high)}``.
+      logx, logy: logarithmic axes.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
@@ -201,6 +202,8 @@ def curves_with_bands(x: Any, curves: dict, *, path: str | None = None, title: s
             ax.plot(x, np.asarray(c, np.float64), marker="o", ms=3, label=name)
     if logx:
         ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

@@ -396,7 +396,8 @@ def class_subsampling(apply_fn: Callable, params: Any, data: Dataset, cls: int, 
             np.array([r["mean_functional_si"] for r in rs]),
             np.array([r["q25_functional_si"] for r in rs]),
             np.array([r["q75_functional_si"] for r in rs]))
-    fig = curves_with_bands(fr, curves, logx=True, xlabel=f"fraction of class {cls} kept",
+    fig = curves_with_bands(fr, curves, logx=True, logy=True,
+                            xlabel=f"fraction of class {cls} kept",
                             ylabel="functional SI (nats): mean, band = quartiles",
                             title=f"SI per class as class {cls} is subsampled", close=False)
     return Application(rows, fig, arrays, summary)
