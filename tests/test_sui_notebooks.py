@@ -1,4 +1,5 @@
-"""The SUI notebooks run top to bottom (nbclient, a real kernel) at a small size."""
+"""The SUI and memorization notebooks run top to bottom (nbclient, a real kernel) at a
+small size."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sui_quickstart.ipynb", "sui_applications.ipynb"])
+@pytest.mark.parametrize("name", ["sui_quickstart.ipynb", "sui_applications.ipynb",
+                                  "memorization.ipynb"])
 def test_notebook_executes(name, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
@@ -25,6 +27,8 @@ def test_notebook_executes(name, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     if name == "sui_quickstart.ipynb":
         assert "Pearson" in text and "functional SI" in text
-    else:
+    elif name == "sui_applications.ipynb":
         assert "functional_si" in text and "least_informative" in text
+    else:
+        assert "colored" in text and "shuffled" in text
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures were shown
