@@ -181,3 +181,27 @@ def test_own_npz_dataset(tmp_path, monkeypatch):
     lines = (out / "scores.csv").read_text().splitlines()
     assert len(lines) == 25 and {int(l.split(",")[1]) for l in lines[1:]} <= {1, 7}
     assert (out / "sui_most_least.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,sets", [
+    ("summarize", ["summarize.fractions=[0.0, 0.5]", "summarize.seeds=2",
+                   "summarize.strategies=[\"least_informative\", \"random\"]"]),
+    ("subpopulations", ["subpopulations.fractions=[1.0, 0.2]"]),
+    ("sources", ["sources.n_per_source=10", "data.size=8"]),
+])
+def test_other_commands_tiny(command, sets, tmp_path):
+    out = tmp_path / command
+    base = TINY[:6] + ["output.progress=false", "output.figures=true", "sui.method=lanczos"]
+    assert main([command, str(CONFIGS / f"{command}_mnist.toml"), "--out", str(out),
+                 *_sets(base + sets)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == command
+    if command == "summarize":
+        assert len(summary["random"]["mean_accuracy"]) == 2
+        assert summary["least_informative"]["fractions"] == [0.0, 0.5]
+    elif command == "subpopulations":
+        assert set(summary["mean_functional_si"]) == {"0", "1"}
+    else:
+        assert len(summary["sources"]) == 4
+    assert list(out.glob("*.png")) and list(out.glob("*.csv"))

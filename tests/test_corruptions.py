@@ -100,3 +100,16 @@ def test_adversarial_dataset(digits):
         again, mask2 = adversarial(apply_fn, w, data, 0.25, 0, eps=0.1, method=method, steps=3,
                                    batch_size=8)
         np.testing.assert_array_equal(again.x, adv.x)
+
+
+def test_example_sources_shapes_and_labels():
+    from jaxinfo.data import example_sources
+
+    src = example_sources(12, 0, side=8)
+    assert list(src) == ["mnist", "mnist_noisy_labels", "digits_14x14", "gaussian_noise"]
+    for d in src.values():
+        assert d.x.shape == (12, 64) and set(np.unique(d.y)) <= {0, 1}
+        assert 0 <= d.x.min() and d.x.max() <= 1
+    assert not np.array_equal(src["mnist"].x, src["mnist_noisy_labels"].x)  # disjoint images
+    np.testing.assert_array_equal(example_sources(12, 0, side=8)["gaussian_noise"].x,
+                                  src["gaussian_noise"].x)
