@@ -113,7 +113,14 @@ def fresh_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("fresh") / "run"
     r = _cli("sui", CONFIGS / "sui_mnist.toml", "--out", out, *_sets(TINY))
     assert r.returncode == 0, r.stderr[-2000:]
+    (out.parent / "stderr.txt").write_text(r.stderr)
     return out
+
+
+def test_progress_bar_quiet_in_a_log(fresh_run):
+    """stderr is a pipe here (like a log file): no per-chunk redraws of the progress bar."""
+    err = (fresh_run.parent / "stderr.txt").read_text()
+    assert err.count("leave-one-out") <= 3, err   # first draw, at most a 30 s redraw, close
 
 
 def test_valid_sui_config(fresh_run):
