@@ -277,7 +277,8 @@ def accuracy(apply_fn: Callable, params_stack: Any, x: Any, labels: Any) -> np.n
     """
     out = jax.vmap(lambda p: apply_fn(p, jnp.asarray(x)))(params_stack)  # [c, m, k]
     pred = (out[..., 0] > 0.5).astype(jnp.int32) if out.shape[-1] == 1 else jnp.argmax(out, -1)
-    return np.asarray(jnp.mean(pred == jnp.asarray(labels)[None], axis=1), np.float64)
+    correct = np.asarray(pred) == np.asarray(labels)[None]
+    return correct.mean(axis=1, dtype=np.float64)  # exact fractions (no float32 mean)
 
 
 def _first_params(stack: Any) -> Any:
