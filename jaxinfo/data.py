@@ -725,7 +725,7 @@ def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
     """Four sources of the same classes, relabelled ``0..C-1``, ``n_per_source`` each, as
     flattened ``side × side`` images (``[n, side²]``; default 14×14).
 
-    - ``"mnist"``: clean bundled MNIST (14×14, resized to ``side``);
+    - ``"mnist"``: clean bundled MNIST (28×28 or 14×14 pooled; other sides resized);
     - ``"mnist_noisy_labels"``: other MNIST images with a ``noisy_fraction`` of flipped labels
       (:func:`label_noise`);
     - ``"digits_14x14"``: scikit-learn's 8×8 digits upsampled to 14×14 (:func:`resize_images`;
@@ -736,7 +736,7 @@ def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
     (500 per class are bundled).
     """
     rng = _rng(key)
-    mnist = load_mnist(classes, size=14, relabel=True)
+    mnist = load_mnist(classes, size=28 if side == 28 else 14, relabel=True)
     digits = load_digits(classes, relabel=True)
     if 2 * n_per_source > len(mnist.y) or n_per_source > len(digits.y):
         raise ValueError(f"n_per_source={n_per_source} is too large: {len(mnist.y)} MNIST and "
@@ -745,7 +745,7 @@ def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
     noisy, _ = label_noise(noisy, noisy_fraction, rng, num_classes=len(classes))
     (dig,) = split(digits, [n_per_source], rng)
     dig = Dataset(resize_images(dig.x, side), dig.y)
-    if side != 14:
+    if side not in (14, 28):
         clean, noisy = (Dataset(resize_images(d.x, side), d.y) for d in (clean, noisy))
     noise = gaussian_images(n_per_source, (side * side,), rng, num_classes=len(classes))
     return {"mnist": clean, "mnist_noisy_labels": noisy, "digits_14x14": dig,
