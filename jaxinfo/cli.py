@@ -111,6 +111,7 @@ _CONFIG_COMMANDS = {
     "summarize": "held-out accuracy after removing samples ranked by functional SI",
     "subpopulations": "mean SI per class as one class is subsampled",
     "sources": "SI distribution per data source",
+    "memorization": "entropy / MI across corruption levels and Kendall tau (Bansal et al. 2022)",
 }
 
 #: Files each command writes in --out (removed by --force with the checkpoints).
@@ -120,6 +121,8 @@ _OUTPUTS = {
     "summarize": ("summarization.csv", "summary.json", "summarization.png"),
     "subpopulations": ("subpopulations.csv", "summary.json", "subpopulations.png"),
     "sources": ("sources.csv", "source_scores.csv", "summary.json", "sources.png"),
+    "memorization": ("memorization.csv", "summary.json", "memorization_measures.png",
+                     "memorization_training.png"),
 }
 
 
@@ -475,8 +478,45 @@ def _cmd_sources(cfg: dict, task: None, out: Path, ck: Path) -> dict:
                 ranking_by_median_functional_si=ranking, sources=app.summary)
 
 
+def _cmd_memorization(cfg: dict, task: None, out: Path, ck: Path) -> dict:
+    from jaxinfo.config import memorization_protocol
+    from jaxinfo.experiments import memorization as M
+
+    protocol = memorization_protocol(cfg)
+    sw = cfg["sweep"]
+    rows, summary = [], {"protocol": repr(protocol), "kendall": {}}
+    for mode in sw["modes"]:
+        levels = sw["levels"] or None
+        mode_rows = M.run_memorization(protocol, mode, levels=levels, seeds=sw["seeds"],
+                                       key=sw["seed"], out_dir=str(ck),
+                                       progress=cfg["output"]["progress"])
+        rows += mode_rows
+        summary["kendall"][mode] = {}
+        for measure in ("entropy", "mi"):
+            if measure == "mi" and protocol.mi_estimator is None:
+                continue
+            res = M.kendall(mode_rows, measure, M.MEMORIZATION[mode])
+            summary["kendall"][mode][measure] = dict(tau=res.tau, low=res.low, high=res.high,
+                                                     per_seed=res.per_seed.tolist())
+            print(f"{mode:8s} {measure:7s} Kendall tau {res.tau:+.2f} "
+                  f"[{res.low:+.2f}, {res.high:+.2f}] over seeds")
+    _write_rows(out / "memorization.csv", rows)
+    if cfg["output"]["figures"]:
+        from jaxinfo.plots import memorization_figures
+
+        measures, training = memorization_figures(rows, str(ck), protocol)
+        measures.savefig(out / "memorization_measures.png", dpi=120, bbox_inches="tight")
+        training.savefig(out / "memorization_training.png", dpi=120, bbox_inches="tight")
+    summary["train_seconds_per_model"] = float(sum(r["train_seconds_per_model"] for r in rows
+                                                   if r["layer"] == "overall" and r["seed"] == 0)
+                                               / max(1, len({(r["mode"], r["level"])
+                                                             for r in rows})))
+    return dict(command="memorization", **summary)
+
+
 _RUNNERS = {"sui": _cmd_sui, "detect": _cmd_detect, "summarize": _cmd_summarize,
-            "subpopulations": _cmd_subpopulations, "sources": _cmd_sources}
+            "subpopulations": _cmd_subpopulations, "sources": _cmd_sources,
+            "memorization": _cmd_memorization}
 
 
 def run_config_command(command: str, config: Path, out: Path, overrides: list[str] = (), *,
@@ -495,7 +535,7 @@ def run_config_command(command: str, config: Path, out: Path, overrides: list[st
         cfg = load_config(command, config, overrides)
         # checks that need the data or the model (sizes, output width) also come before any
         # file is written
-        task = None if command == "sources" else _Task(cfg)
+        task = None if command in ("sources", "memorization") else _Task(cfg)
         found = _prepare_out(command, cfg, out, force)
     except ConfigError as err:
         print(f"jaxinfo {command}: config error: {err}", file=sys.stderr)

@@ -146,6 +146,27 @@ SOURCES = {
     "seed": Field("int", 0, "seed of the sources and of their mixing"),
 }
 
+PROTOCOL = {
+    "preset": Field("str", "authors-epochs", "authors-epochs (their schedule in epochs of this "
+                    "training set), authors-steps (their step numbers, as on 50,000 images) or "
+                    "v01 (what jaxinfo 0.1 ran)",
+                    choices=("authors-epochs", "authors-steps", "v01")),
+    "dataset": Field("str", "mnist", "mnist (bundled 5,000), fashion_mnist (full size, IDX: "
+                     "make data) or digits", choices=("mnist", "fashion_mnist", "digits")),
+    "n_train": Field("int", 0, "training images (0 = the preset's: bundled MNIST 4,000, "
+                     "Fashion-MNIST 50,000)", minimum=0),
+    "fields": Field("table", {}, "other fields of jaxinfo.experiments.memorization.Protocol, "
+                    'e.g. {binning = "per_neuron", mi_estimator = "binned", n_eval = 1000}'),
+}
+SWEEP = {
+    "modes": Field("list[str]", ["colored", "shuffled"], "colored and/or shuffled",
+                   choices=("colored", "shuffled")),
+    "levels": Field("list[float]", [], "corruption levels e / beta ([] = 0, 0.125, ..., 0.5)",
+                    minimum=0, maximum=1),
+    "seeds": Field("int", 5, "networks per level, trained together", minimum=1),
+    "seed": Field("int", 0, "seed of the constructions and initializations"),
+}
+
 _COMMON = {"data": DATA, "model": MODEL, "dynamics": DYNAMICS, "sui": SUI, "output": OUTPUT}
 #: ``{command: {table: {key: Field}}}``.
 SCHEMAS: dict[str, dict[str, dict[str, Field]]] = {
@@ -154,6 +175,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Field]]] = {
     "summarize": dict(_COMMON, summarize=SUMMARIZE),
     "subpopulations": dict(_COMMON, subpopulations=SUBPOPULATIONS),
     "sources": dict(_COMMON, sources=SOURCES),
+    "memorization": dict(protocol=PROTOCOL, sweep=SWEEP, output=OUTPUT),
 }
 COMMANDS = tuple(SCHEMAS)
 
@@ -262,6 +284,9 @@ def _check_semantics(command: str, cfg: dict, base: Path, overridden: set) -> No
     """Checks that need more than one key or the file system. Relative file names are
     relative to the configuration file's folder (``base``), or to the working directory when
     given by ``--set`` (``overridden`` holds those keys)."""
+    if command == "memorization":
+        _check_protocol(cfg)
+        return
     name = cfg["data"]["name"]
     if name.endswith(".npz"):
         folder = Path.cwd() if "data.name" in overridden else base
@@ -310,6 +335,34 @@ def _check_semantics(command: str, cfg: dict, base: Path, overridden: set) -> No
         raise ConfigError("data.n_test: expected >= 1 with data.reference = \"held_out\"")
     if command == "summarize" and cfg["data"]["n_test"] < 1:
         raise ConfigError("data.n_test: expected >= 1 (the held-out accuracy needs test samples)")
+
+
+def memorization_protocol(cfg: dict):
+    """The :class:`jaxinfo.experiments.memorization.Protocol` of a memorization config."""
+    from jaxinfo.experiments.memorization import Protocol
+
+    p = cfg["protocol"]
+    fields = dict(p["fields"], dataset=p["dataset"])
+    if p["preset"] == "v01":
+        return Protocol.jaxinfo_v01(**fields)
+    n = p["n_train"] or {"mnist": 4000, "fashion_mnist": 50_000, "digits": 1437}[p["dataset"]]
+    return Protocol.authors(n, schedule=p["preset"].split("-")[1], **fields)
+
+
+def _check_protocol(cfg: dict) -> None:
+    import dataclasses as dc
+
+    from jaxinfo.experiments.memorization import Protocol
+
+    known = {f.name for f in dc.fields(Protocol)} - {"dataset"}
+    for key in cfg["protocol"]["fields"]:
+        if key not in known:
+            raise ConfigError(f"protocol.fields.{key}: unknown field (expected one of "
+                              f"{', '.join(sorted(known))})")
+    try:
+        memorization_protocol(cfg)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"protocol.fields: {err}") from None
 
 
 def load_config(command: str, path: str | os.PathLike, overrides: list[str] = ()) -> dict:

@@ -212,3 +212,66 @@ def curves_with_bands(x: Any, curves: dict, *, path: str | None = None, title: s
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, path, close)
+
+
+def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None,
+                         protocol: Any = None):
+    """The memorization sweep's two figures.
+
+    Args:
+      rows: :func:`jaxinfo.experiments.memorization.run_memorization` rows (several modes).
+      checkpoint_dir: where the sweep stored each level's training curves
+        (``<mode>_<level>/curves.npz``); ``None`` skips the curves.
+      protocol: the :class:`~jaxinfo.experiments.memorization.Protocol` (for titles).
+
+    Returns:
+      ``(measures, training)``: entropy, MI and validation accuracy per layer against the
+      corruption level (mean over seeds, band = min–max over seeds); validation accuracy
+      against the optimizer step per level, with the chosen checkpoints marked.
+    """
+    plt = _pyplot()
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    measures, axes = plt.subplots(3, len(modes), figsize=(5 * len(modes), 9), squeeze=False)
+    for j, mode in enumerate(modes):
+        sel = [r for r in rows if r["mode"] == mode]
+        levels = sorted({r["level"] for r in sel})
+        for i, (col, label) in enumerate((("mean_entropy", "mean entropy (nats)"),
+                                          ("mean_mi", "mean MI (nats)"),
+                                          ("val_acc", "validation accuracy"))):
+            ax = axes[i, j]
+            for layer in (layers if col != "val_acc" else ["overall"]):
+                vals = np.array([[r[col] for r in sel if r["level"] == lv and r["layer"] == layer]
+                                 for lv in levels], float)
+                if not np.all(np.isfinite(vals)):
+                    continue
+                ax.plot(levels, vals.mean(1), marker="o", label=layer)
+                ax.fill_between(levels, vals.min(1), vals.max(1), alpha=0.2)
+            ax.set_xlabel("colour noise e" if mode == "colored" else "label noise β")
+            ax.set_ylabel(label)
+            if i == 0:
+                ax.set_title(mode)
+                ax.legend(fontsize=7)
+    measures.tight_layout()
+    training, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.5), squeeze=False)
+    for j, mode in enumerate(modes):
+        ax = axes[0, j]
+        for lv in sorted({r["level"] for r in rows if r["mode"] == mode}):
+            path = None if checkpoint_dir is None else \
+                os.path.join(checkpoint_dir, f"{mode}_{lv:g}", "curves.npz")
+            if path is None or not os.path.exists(path):
+                continue
+            with np.load(path) as z:
+                val = z["val_curve"].mean(1)
+                best = z["best_step"]
+            steps = np.arange(1, len(val) + 1)
+            line, = ax.plot(steps, val, lw=0.8, label=f"{lv:g}")
+            for b in np.atleast_1d(best):
+                ax.axvline(b, color=line.get_color(), ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation accuracy (per step)")
+        ax.set_title(f"{mode}: dotted = chosen checkpoints")
+        ax.legend(fontsize=7, title="level")
+    training.tight_layout()
+    return measures, training

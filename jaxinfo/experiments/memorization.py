@@ -46,7 +46,11 @@ from jaxinfo.checkpoint import CheckpointStore, fingerprint, open_store
 from jaxinfo.data import Dataset, colored, load_digits, load_idx, load_mnist, shuffled
 
 __all__ = ["Protocol", "Task", "make_task", "TrainRun", "train_protocol", "measure",
-           "run_memorization", "kendall", "KendallResult", "COLORED_LEVELS", "SHUFFLED_LEVELS"]
+           "run_memorization", "kendall", "KendallResult", "COLORED_LEVELS", "SHUFFLED_LEVELS",
+           "MEMORIZATION"]
+
+#: Which memorization each mode induces (the direction of the preferred measure).
+MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
 
 #: The authors' levels: colour noise e (colour = label XOR Bernoulli(e)) and label-noise β.
 COLORED_LEVELS = (0.0, 0.125, 0.25, 0.375, 0.5)
