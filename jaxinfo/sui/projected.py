@@ -1,0 +1,311 @@
+"""Smooth unique information without the n×n kernel: the primal (weight-space) form.
+
+The kernel path works with Θ = JJᵀ ``[nk, nk]``: memory ``(nk)²`` and a ``(nk)³``
+factorisation. In weight space the same leave-one-out problems are ``P × P`` (or ``d × d`` after
+a projection) and cost **linear in n**.
+
+**Features.** Φ ``[nk, d]`` are the rows of the per-sample Jacobians J ``[nk, P]`` (sample-major),
+either exactly (``d = P``: the *exact primal form*) or sketched, ``Φ = J Sᵀ`` with a subsampled
+randomized Hadamard transform
+
+    S = √(P'/d) · R H D     (``[d, P']``; P' = P rounded up to a power of two, J zero-padded),
+
+D a random ±1 diagonal, H the orthonormal Walsh–Hadamard matrix (applied by the fast transform,
+``P' log P'`` per row) and R the selection of d of the P' coordinates without replacement. No
+``P × d`` matrix exists: the transform is applied to chunks of per-sample Jacobian rows, and a
+sketch is stored as P' signs and d indices. ``E[SᵀS] = I``, so Θ̃ = ΦΦᵀ ≈ Θ (a
+Johnson–Lindenstrauss embedding of the Jacobian rows); with d = P' it is exact
+(S is orthogonal).
+
+**What the projection changes.** With a sketch, jaxinfo scores the *sketched linearized model*
+``f(w0 + Sᵀv, x) ≈ f0(x) + Φ(x)v`` with parameters ``v ∈ ℝᵈ`` and decay ``(λ/2)‖v‖²`` — i.e. the
+kernel path run on Θ̃ = ΦΦᵀ instead of Θ. Weight SI is ``‖Δv‖²/(2σ²)`` (the sketched model's own
+parameters; ``‖SᵀΔv‖² = (P'/d)‖Δv‖²`` in the original coordinates), functional SI is that of the
+sketched model's predictions. Rankings and correlations with the exact scores improve with d
+(``benchmarks/RESULTS.md``); d ≥ P uses Φ = J (no projection, exact).
+
+**Leave-one-out in weight space, t = ∞.** With G = ΦᵀΦ, ``M = G + (n−1)λI`` and ``b = Φᵀr0``,
+the full run is ``v = −(G + nλI)⁻¹b`` and leaving sample i (rows K, ``U = Φ_K`` ``[k, d]``) out
+gives ``v'_i = −(M − UᵀU)⁻¹(b − Uᵀr0_K)`` (push-through: ``Φᵀ(ΦΦᵀ + cI)⁻¹ = (ΦᵀΦ + cI)⁻¹Φᵀ``,
+the dual solution of the kernel path mapped to weights). By Sherman–Morrison–Woodbury, with
+``W = M⁻¹Uᵀ`` ``[d, k]`` and ``y = M⁻¹(b − Uᵀr0_K)``,
+
+    (M − UᵀU)⁻¹(b − Uᵀr0_K) = y + W (I_k − UW)⁻¹ U y.
+
+Then ``Δv = v'_i − v``, ``‖Δw‖² = ‖Δv‖²``, the change of the other training predictions
+``Σ_{j≠i}‖Φ_jΔv‖² = ΔvᵀGΔv − ‖UΔv‖²`` and on reference inputs ``ΔvᵀG*Δv`` with
+``G* = Φ*ᵀΦ*``: O(d²k) per sample after one ``O(d³)`` factorisation and ``O(nkd²)`` for G.
+When d ≥ nk the dual is cheaper and the kernel path runs on Θ̃ = ΦΦᵀ (any t).
+
+Finite t with d < nk is not implemented (it raises): use the kernel path or d ≥ nk.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from jaxinfo._optional import progress_bar
+from jaxinfo._types import ApplyFn
+from jaxinfo.dynamics import GradientDescent, as_dynamics
+from jaxinfo.sui.results import LOOSolver, UniqueInformation
+
+__all__ = ["Sketch", "make_sketch", "sketch_rows", "features", "primal_loo",
+           "unique_information_projected"]
+
+_HI = lax.Precision.HIGHEST
+#: Phase timings (``phase=<name> seconds=<s>``) are logged at INFO level.
+_log = logging.getLogger(__name__)
+
+
+class Sketch(NamedTuple):
+    """A subsampled randomized Hadamard transform ``S = √(P'/d)·R H D`` (``[d, P']``).
+
+    Attributes:
+      signs: ``[P']`` ±1 (D). rows: ``[d]`` distinct coordinates in ``[0, P')`` (R).
+    """
+
+    signs: jax.Array
+    rows: jax.Array
+
+
+def make_sketch(key: jax.Array, num_params: int, d: int, dtype=jnp.float32) -> Sketch:
+    """A sketch of P = ``num_params`` coordinates to d (d ≤ P', P' the next power of two)."""
+    p2 = 1 << max(0, math.ceil(math.log2(num_params)))
+    if not 1 <= d <= p2:
+        raise ValueError(f"projection_dim must be in [1, {p2}], got {d}")
+    k1, k2 = jax.random.split(key)
+    signs = jax.random.rademacher(k1, (p2,), dtype=dtype)
+    rows = jnp.sort(jax.random.permutation(k2, p2)[:d])
+    return Sketch(signs, rows)
+
+
+def _fwht(x: jax.Array) -> jax.Array:
+    """Orthonormal fast Walsh–Hadamard transform of the rows of ``x`` ``[r, m]`` (m = 2^q)."""
+    r, m = x.shape
+    h = 1
+    while h < m:
+        y = x.reshape(r, m // (2 * h), 2, h)
+        x = jnp.stack([y[:, :, 0] + y[:, :, 1], y[:, :, 0] - y[:, :, 1]], axis=2).reshape(r, m)
+        h *= 2
+    return x / jnp.sqrt(jnp.asarray(m, x.dtype))
+
+
+@jax.jit
+def sketch_rows(sketch: Sketch, rows: jax.Array) -> jax.Array:
+    """``rows Sᵀ``: ``[r, P]`` Jacobian rows → ``[r, d]`` (zero-padded to P', signs, FWHT, pick)."""
+    p2, d = sketch.signs.shape[0], sketch.rows.shape[0]
+    x = jnp.pad(rows, ((0, 0), (0, p2 - rows.shape[1]))) * sketch.signs
+    return _fwht(x)[:, sketch.rows] * jnp.sqrt(jnp.asarray(p2 / d, rows.dtype))
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "unravel"))
+def _jacobian_rows(apply_fn, unravel, flat, x):
+    """Per-sample Jacobians ``[c·k, P]`` (sample-major rows) of a chunk ``x [c, ...]``."""
+    def one(xi):
+        return jax.jacrev(lambda w: apply_fn(unravel(w), xi[None])[0])(flat)  # [k, P]
+
+    jac = jax.vmap(one)(x)
+    return jac.reshape(-1, flat.shape[0])
+
+
+def features(apply_fn: ApplyFn, params: Any, x: Any, sketch: Sketch | None = None, *,
+             chunk: int = 64, progress: bool = False) -> np.ndarray:
+    """Φ = J Sᵀ ``[nk, d]`` (float64, host), or J ``[nk, P]`` without a sketch.
+
+    Per-sample Jacobians are formed ``chunk`` samples at a time (last chunk padded: one
+    compilation) and sketched at once, so memory is ``chunk·k·P'`` plus Φ.
+    """
+    flat, unravel = ravel_pytree(params)
+    x = np.asarray(x)
+    n = x.shape[0]
+    chunk = max(1, min(chunk, n))
+    out = []
+    bar = progress_bar(total=n, desc="Jacobian features", enable=progress, unit="sample")
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        idx = np.minimum(np.arange(start, start + chunk), n - 1)
+        rows = _jacobian_rows(apply_fn, unravel, flat, jnp.asarray(x[idx]))
+        if sketch is not None:
+            rows = sketch_rows(sketch, rows)
+        k = rows.shape[0] // chunk
+        out.append(np.asarray(rows, np.float64)[:(stop - start) * k])
+        bar.update(stop - start)
+    bar.close()
+    return np.concatenate(out)
+
+
+@partial(jax.jit, static_argnames=("k",))
+def _loo_chunk(chol_m, v_m, v, gram, gram_ref, u, r0k, k):
+    """SMW leave-one-out for a chunk: U ``[c, k, d]``, r0_K ``[c, k]``. Returns stats ``[c]``."""
+    c, _, d = u.shape
+    w = jax.scipy.linalg.cho_solve((chol_m, True), u.reshape(c * k, d).T)  # [d, ck]
+    w = w.T.reshape(c, k, d)  # W_i = M⁻¹U_iᵀ, stored transposed [k, d]
+    y = v_m[None] - jnp.einsum("ckd,ck->cd", w, r0k, precision=_HI)
+    s = jnp.eye(k, dtype=u.dtype)[None] - jnp.einsum("ckd,cjd->ckj", u, w, precision=_HI)
+    uy = jnp.einsum("ckd,cd->ck", u, y, precision=_HI)
+    z = y + jnp.einsum("ckd,ck->cd", w, jnp.linalg.solve(s, uy[..., None])[..., 0],
+                       precision=_HI)
+    dv = -z - v[None]
+    own = jnp.sum(jnp.einsum("ckd,cd->ck", u, dv, precision=_HI) ** 2, axis=1)
+    out = {"weight_change_sq": jnp.sum(dv ** 2, axis=1),
+           "train_others_sq": jnp.sum(dv * jnp.matmul(dv, gram, precision=_HI), axis=1) - own}
+    if gram_ref is not None:
+        out["ref_sq"] = jnp.sum(dv * jnp.matmul(dv, gram_ref, precision=_HI), axis=1)
+    return out
+
+
+def _lambda_max(gram: np.ndarray, iterations: int = 64) -> float:
+    v = np.cos(np.arange(gram.shape[0])) + 1.5
+    for _ in range(iterations):
+        v = gram @ (v / np.linalg.norm(v))
+    v /= np.linalg.norm(v)
+    return float(v @ gram @ v)
+
+
+def primal_loo(phi: np.ndarray, r0: np.ndarray, weight_decay: float, *, k: int,
+               phi_ref: np.ndarray | None = None, chunk: int = 256,
+               progress: bool = False) -> dict:
+    """Leave-one-out at t = ∞ in weight space (module docstring), float64.
+
+    Args:
+      phi: ``[nk, d]`` features (sample-major). r0: ``[nk]`` residuals. weight_decay: λ.
+      k: outputs per sample. phi_ref: ``[mk, d]`` reference features or ``None``.
+      chunk: samples per vectorised chunk.
+
+    Returns:
+      dict of ``[n]`` arrays ``weight_change_sq`` (‖Δv‖²), ``train_others_sq``, ``ref_sq``
+      (with ``phi_ref``), ``r_full`` ``[nk]`` (residuals of the full run) and ``s_max``
+      (λ_max(ΦᵀΦ) = λ_max(Θ̃), power iteration).
+
+    Raises:
+      ValueError: ``G + (n−1)λI`` is singular (λ = 0 and rank(Φ) < d).
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    nk, d = phi.shape
+    n = nk // k
+    tic = time.perf_counter()
+    gram = phi.T @ phi
+    b = phi.T @ r0
+    lam = float(weight_decay)
+    eps = np.finfo(np.float64).eps
+    try:
+        cm = cho_factor(gram + (n - 1) * lam * np.eye(d), lower=True)
+        pivot = float(np.min(np.diag(cm[0])) ** 2)
+    except np.linalg.LinAlgError:
+        pivot = 0.0
+    if pivot <= 10 * d * eps * max(float(np.max(np.diag(gram))), 1e-300):
+        raise ValueError("t = ∞ in weight space needs ΦᵀΦ + (n−1)λI nonsingular: use "
+                         "weight_decay > 0 (or the kernel path when P ≥ nk)")
+    v_m = cho_solve(cm, b)
+    v = -(cho_solve(cho_factor(gram + n * lam * np.eye(d), lower=True), b) if lam > 0 else v_m)
+    r_full = r0 + phi @ v
+    s_max = _lambda_max(gram)
+    gram_ref = None if phi_ref is None else phi_ref.T @ phi_ref
+    _log.info("phase=factorisation seconds=%.3f", time.perf_counter() - tic)
+    tic = time.perf_counter()
+    chunk = max(1, min(chunk, n))
+    phi3 = phi.reshape(n, k, d)
+    r03 = r0.reshape(n, k)
+    res = []
+    bar = progress_bar(total=n, desc="leave-one-out (primal)", enable=progress, unit="sample")
+    with jax.enable_x64(True):
+        args = [jnp.asarray(a) for a in (np.tril(cm[0]), v_m, v, gram)]
+        gref = None if gram_ref is None else jnp.asarray(gram_ref)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            idx = np.minimum(np.arange(start, start + chunk), n - 1)
+            out = _loo_chunk(*args, gref, jnp.asarray(phi3[idx]), jnp.asarray(r03[idx]), k)
+            res.append({key: np.asarray(val)[:stop - start] for key, val in out.items()})
+            bar.update(stop - start)
+    bar.close()
+    _log.info("phase=leave_one_out seconds=%.3f", time.perf_counter() - tic)
+    out = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
+    out["r_full"] = r_full
+    out["s_max"] = s_max
+    return out
+
+
+def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: Any,
+                                 x_ref: Any = None, *, dynamics: GradientDescent,
+                                 projection_dim: int | None = None, key: jax.Array | None = None,
+                                 sigma: float = 1.0, sigma_f: float = 1.0,
+                                 reduction: str = "mean", solver: LOOSolver = LOOSolver(),
+                                 progress: bool = True) -> UniqueInformation:
+    """Smooth unique information in (sketched) weight space, cost linear in n (nats).
+
+    Args:
+      apply_fn, params, x_train, y_train, x_ref, dynamics, sigma, sigma_f, reduction,
+        progress: as in :func:`jaxinfo.unique_information` (arrays: ``x_train [n, ...]``,
+        ``y_train [n, k]``).
+      projection_dim: d. ``None`` or d ≥ P: the exact primal form (Φ = J, no projection).
+        Otherwise Φ = J Sᵀ with a subsampled randomized Hadamard transform: the result scores
+        the sketched linearized model (module docstring), not the original one.
+      key: ``jax.random`` key of the sketch (required when ``d < P``).
+      solver: ``memory_budget`` bounds the per-chunk Jacobians ``[c·k, P']``; ``chunk_size``
+        sets the leave-one-out chunk.
+
+    Returns:
+      :class:`jaxinfo.UniqueInformation` (``method="schur"``, or the kernel path's method when
+      d ≥ nk, where the dual Θ̃ = ΦΦᵀ is cheaper).
+    """
+    from jaxinfo.sui.driver import unique_information_from_kernel
+
+    dyn = as_dynamics(dynamics)
+    x = np.asarray(x_train)
+    f0 = np.asarray(apply_fn(params, jnp.asarray(x)))
+    n, k = f0.shape
+    y = np.asarray(y_train, f0.dtype).reshape(n, k)
+    r0 = (f0 - y).astype(np.float64).reshape(-1)
+    num_params = int(ravel_pytree(params)[0].shape[0])
+    sketch = None
+    if projection_dim is not None and int(projection_dim) < num_params:
+        if key is None:
+            raise ValueError("projection_dim < P needs a jax.random key (key=...)")
+        sketch = make_sketch(key, num_params, int(projection_dim), dtype=f0.dtype)
+    width = num_params if sketch is None else int(sketch.signs.shape[0])
+    itemsize = np.dtype(f0.dtype).itemsize
+    jchunk = int(max(1, min(n, 1024, solver.memory_budget // (4 * k * width * itemsize))))
+    tic = time.perf_counter()
+    phi = features(apply_fn, params, x, sketch, chunk=jchunk, progress=progress)
+    phi_ref = None
+    if x_ref is not None:
+        phi_ref = features(apply_fn, params, np.asarray(x_ref), sketch, chunk=jchunk)
+    d = phi.shape[1]
+    _log.info("phase=features seconds=%.3f", time.perf_counter() - tic)
+    if d >= n * k:  # the dual is cheaper: the kernel path on Θ̃ = ΦΦᵀ
+        theta_ref = None if phi_ref is None else phi_ref @ phi.T
+        return unique_information_from_kernel(
+            phi @ phi.T, r0.reshape(n, k), dyn, theta_ref=theta_ref, sigma=sigma,
+            sigma_f=sigma_f, reduction=reduction, solver=solver, progress=progress)
+    if dyn.t is not None:
+        raise ValueError(f"finite t in weight space with d = {d} < nk = {n * k} is not "
+                         "implemented; use t=None, the kernel path, or projection_dim ≥ nk")
+    from jaxinfo.linearize import check_step_size
+
+    lam = float(dyn.weight_decay)
+    chunk = solver.chunk_size or max(1, min(n, 1024, solver.memory_budget // (32 * d * (k + 4))))
+    out = primal_loo(phi, r0, lam, k=k, phi_ref=phi_ref, chunk=chunk, progress=progress)
+    check_step_size(out["s_max"] + n * lam, float(dyn.lr), n, continuous=dyn.continuous)
+    wsq = out["weight_change_sq"]
+    if phi_ref is None:
+        fsq, m_ref = out["train_others_sq"], n - 1
+    else:
+        fsq, m_ref = out["ref_sq"], phi_ref.shape[0] // k
+    if reduction == "mean":
+        fsq = fsq / m_ref
+    sample_loss = 0.5 * np.sum(out["r_full"].reshape(n, k) ** 2, axis=1)
+    return UniqueInformation(
+        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
+        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
+        alpha_error_bound=np.zeros(n), dynamics=dyn, sigma=float(sigma), sigma_f=float(sigma_f),
+        method="schur", reduction=reduction, iterations=0, num_reference=int(m_ref))
