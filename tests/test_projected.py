@@ -122,3 +122,20 @@ def test_projected_errors(x64):
                                    projection_dim=8)
     with pytest.raises(ValueError, match="projection_dim"):
         make_sketch(jax.random.PRNGKey(0), 42, 65)
+
+
+@pytest.mark.parametrize("dyn", [GradientDescent(lr=0.1, t=10, weight_decay=1e-3),
+                                 GradientDescent(lr=0.5, t=3.0, continuous=True,
+                                                 weight_decay=1e-2)],
+                         ids=["discrete", "continuous"])
+def test_exact_primal_finite_t_equals_kernel_path(x64, dyn):
+    """Finite t: eigenbasis of ΦᵀΦ + Lanczos on diagonal-minus-rank-k, within its bound."""
+    params, x, y, xr = setup()
+    exact = jaxinfo.unique_information(mlp, params, x, y, xr, dynamics=dyn, progress=False,
+                                       solver=LOOSolver(method="exact"))
+    primal = jaxinfo.unique_information(mlp, params, x, y, xr, dynamics=dyn, progress=False,
+                                        projection_dim=10**9)
+    assert primal.method == "lanczos" and 1 <= primal.iterations <= 42
+    assert np.max(primal.alpha_error_bound) < 1e-9
+    for name in FIELDS:
+        assert close(getattr(exact, name), getattr(primal, name), 1e-10), name

@@ -37,7 +37,10 @@ Then ``Δv = v'_i − v``, ``‖Δw‖² = ‖Δv‖²``, the change of the othe
 ``G* = Φ*ᵀΦ*``: O(d²k) per sample after one ``O(d³)`` factorisation and ``O(nkd²)`` for G.
 When d ≥ nk the dual is cheaper and the kernel path runs on Θ̃ = ΦΦᵀ (any t).
 
-Finite t with d < nk is not implemented (it raises): use the kernel path or d ≥ nk.
+**Finite t** (:func:`primal_loo_finite`): one eigendecomposition ``G = V diag(s) Vᵀ``; in that
+basis each leave-one-out matrix is ``diag(s + (n−1)λ) − ŨᵀŨ`` (diagonal minus rank k), and
+``g'_t`` of it applied to the right-hand side is computed by m Lanczos steps of ``O(dk)`` each,
+with m and its a-priori error bound from :func:`jaxinfo.lanczos_plan` (as in the kernel path).
 """
 from __future__ import annotations
 
@@ -54,11 +57,11 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from jaxinfo._optional import progress_bar
-from jaxinfo._types import ApplyFn
+from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
 from jaxinfo.dynamics import GradientDescent, as_dynamics
 from jaxinfo.sui.results import LOOSolver, UniqueInformation
 
-__all__ = ["Sketch", "make_sketch", "sketch_rows", "features", "primal_loo",
+__all__ = ["Sketch", "make_sketch", "sketch_rows", "features", "primal_loo", "primal_loo_finite",
            "unique_information_projected"]
 
 _HI = lax.Precision.HIGHEST
@@ -160,6 +163,158 @@ def _loo_chunk(chol_m, v_m, v, gram, gram_ref, u, r0k, k):
            "train_others_sq": jnp.sum(dv * jnp.matmul(dv, gram, precision=_HI), axis=1) - own}
     if gram_ref is not None:
         out["ref_sq"] = jnp.sum(dv * jnp.matmul(dv, gram_ref, precision=_HI), axis=1)
+    return out
+
+
+@partial(jax.jit, static_argnames=("m", "reorth"))
+def _lanczos_lowrank(sig, ut, b, s_max, m, reorth):
+    """m Lanczos steps on ``B = diag(sig) − ŨᵀŨ`` from ``b``, for a chunk at once.
+
+    ``sig [d]``, ``ut [c, k, d]`` (Ũ of each sample), ``b [c, d]``: a matvec costs O(dk).
+    Plain three-term recurrence as :func:`jaxinfo.sui.engines.lanczos_run` (re-orthogonalised
+    when ``reorth``, i.e. m = d). Returns the tridiagonal ``(diag, off)`` ``[c, m]``, the basis
+    ``[m, c, d]`` and ``‖b‖ [c]``.
+    """
+    c, d = b.shape
+    bnorm = jnp.linalg.norm(b, axis=1)
+    q0 = b / jnp.where(bnorm > 0, bnorm, 1.0)[:, None]
+    tiny = 1e3 * d * jnp.finfo(b.dtype).eps * s_max
+
+    def matvec(q):
+        return sig * q - jnp.einsum("ckd,ck->cd", ut, jnp.einsum("ckd,cd->ck", ut, q,
+                                                                 precision=_HI), precision=_HI)
+
+    def step(carry, j):
+        q, q_prev, beta_prev, basis = carry
+        w = matvec(q) - beta_prev[:, None] * q_prev
+        a = jnp.sum(w * q, axis=1)
+        w = w - a[:, None] * q
+        if reorth:
+            basis = basis.at[j].set(q)
+            for _ in range(2):
+                w = w - jnp.einsum("jc,jcn->cn", jnp.einsum("jcn,cn->jc", basis, w, precision=_HI),
+                                   basis, precision=_HI)
+        beta = jnp.linalg.norm(w, axis=1)
+        alive = beta > tiny
+        q_next = jnp.where(alive[:, None], w / jnp.where(alive, beta, 1.0)[:, None], 0.0)
+        beta = jnp.where(alive, beta, 0.0)
+        return (q_next, q, beta, basis), (a, beta, q)
+
+    init = (q0, jnp.zeros_like(q0), jnp.zeros((c,), b.dtype),
+            jnp.zeros((m if reorth else 0, c, d), b.dtype))
+    _, (a, beta, basis) = lax.scan(step, init, jnp.arange(m))
+    return a.T, beta.T, basis, bnorm
+
+
+@partial(jax.jit, static_argnames=("m", "reorth", "continuous", "power"))
+def _loo_chunk_finite(s, shift, b_e, v_e, u_e, r0k, ts, eta, s_max, gram_ref_e, m, reorth,
+                      continuous, power):
+    """Finite-t leave-one-out for a chunk, in the eigenbasis of G = V diag(s) Vᵀ.
+
+    ``b_e [d]`` = Vᵀb, ``v_e [d]`` the full run's weights, ``u_e [c, k, d]`` = U V,
+    ``r0k [c, k]``, ``ts [1]``: ``v'_i = −g'_t(diag(s + shift) − ŨᵀŨ)(b̃ − Ũᵀr0_K)`` by m Lanczos
+    steps (step ``eta = lr/(n−1)``). Returns the stats ``[c]``.
+    """
+    from jaxinfo.sui import engines
+
+    b = b_e[None] - jnp.einsum("ckd,ck->cd", u_e, r0k, precision=_HI)
+    diag, off, basis, bnorm = _lanczos_lowrank(s + shift, u_e, b, s_max, m, reorth)
+    if power:
+        y = engines.power_gain(diag, off, ts, eta)
+    else:
+        tri = jax.vmap(lambda d, o: jnp.diag(d) + jnp.diag(o[:-1], 1) + jnp.diag(o[:-1], -1))(
+            diag, off)
+        ritz, vecs = jnp.linalg.eigh(tri)
+        y = engines.ritz_gain(ritz, vecs, ts, eta, continuous)
+    dv = engines.lanczos_combine(y, basis, bnorm)[:, 0] - v_e[None]
+    own = jnp.sum(jnp.einsum("ckd,cd->ck", u_e, dv, precision=_HI) ** 2, axis=1)
+    out = {"weight_change_sq": jnp.sum(dv ** 2, axis=1),
+           "train_others_sq": jnp.sum(s * dv ** 2, axis=1) - own}
+    if gram_ref_e is not None:
+        out["ref_sq"] = jnp.sum(dv * jnp.matmul(dv, gram_ref_e, precision=_HI), axis=1)
+    return out
+
+
+def primal_loo_finite(phi: np.ndarray, r0: np.ndarray, dynamics: GradientDescent, *, k: int,
+                      phi_ref: np.ndarray | None = None, chunk: int | None = None,
+                      tol: float = 1e-10, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                      progress: bool = False) -> dict:
+    """Leave-one-out at one finite t in weight space (float64).
+
+    One eigendecomposition ``G = ΦᵀΦ = V diag(s) Vᵀ`` (``O(d³)``) gives the full run,
+    ``v = −V g_t(s + nλ) Vᵀb`` (push-through of the kernel path's ``α = −g_t(Θ̃ + nλI)r0``).
+    Sample i's problem is ``v'_i = −g'_t(G − UᵀU + (n−1)λI)(b − Uᵀr0_K)``; in the eigenbasis the
+    matrix is ``diag(s + (n−1)λ) − ŨᵀŨ`` (diagonal minus rank k), so one Lanczos step costs
+    ``O(dk)``. The step count m comes from :func:`jaxinfo.lanczos_plan` on
+    ``[(n−1)λ, s_max + (n−1)λ]`` (the spectrum of ``Φ_RᵀΦ_R + (n−1)λI`` lies there, since
+    ``0 ⪯ Φ_RᵀΦ_R ⪯ G``), with the same a-priori relative error bound ``tol`` as the kernel
+    path; m ≥ d re-orthogonalises and is exact. Cost ``O(d³ + n·m·d·k)``.
+
+    Args:
+      phi, r0, k, phi_ref: as in :func:`primal_loo`. dynamics: one finite time.
+      chunk: samples per chunk (default from ``memory_budget``). tol: Lanczos relative error.
+
+    Returns:
+      As :func:`primal_loo`, plus ``alpha_error_bound`` ``[n]`` (bound on ‖v'_approx − v'‖) and
+      ``iterations`` (m).
+    """
+    from jaxinfo.linearize import spectral_gain
+    from jaxinfo.sui.plan import lanczos_plan
+
+    nk, d = phi.shape
+    n = nk // k
+    lam, lr = float(dynamics.weight_decay), float(dynamics.lr)
+    ts = dynamics.times()
+    if ts.shape != (1,) or not np.isfinite(ts[0]):
+        raise ValueError("primal_loo_finite needs one finite time")
+    tic = time.perf_counter()
+    gram = phi.T @ phi
+    s, vecs = np.linalg.eigh(gram)
+    s = np.maximum(s, 0.0)
+    b_e = vecs.T @ (phi.T @ r0)
+    with jax.enable_x64(True):
+        g = np.asarray(spectral_gain(jnp.asarray(s + n * lam), jnp.asarray(ts), eta=lr / n,
+                                     continuous=dynamics.continuous))[0]
+    v_e = -g * b_e
+    r_full = r0 + phi @ (vecs @ v_e)
+    shift = (n - 1) * lam
+    s_max = float(s[-1])
+    plan = lanczos_plan(shift, s_max + shift, ts, eta=lr / (n - 1),
+                        continuous=dynamics.continuous, tol=tol, max_iter=d + 1)
+    m = int(min(plan.iterations, d))
+    reorth = m >= d
+    abs_bound = 0.0 if reorth else plan.abs_bound
+    power = (not dynamics.continuous) and ts[0] * m <= 4_000_000
+    gram_ref_e = None if phi_ref is None else vecs.T @ (phi_ref.T @ phi_ref) @ vecs
+    _log.info("phase=factorisation seconds=%.3f", time.perf_counter() - tic)
+    tic = time.perf_counter()
+    if chunk is None:  # the Krylov basis [m, c, d] dominates
+        chunk = memory_budget // (8 * d * (m + k + 8))
+    chunk = max(1, min(chunk, n, 1024))
+    phi3 = phi.reshape(n, k, d)
+    r03 = r0.reshape(n, k)
+    res = []
+    bar = progress_bar(total=n, desc=f"leave-one-out (primal, Lanczos m={m})",
+                       enable=progress, unit="sample")
+    with jax.enable_x64(True):
+        consts = dict(s=jnp.asarray(s), shift=shift, b_e=jnp.asarray(b_e), v_e=jnp.asarray(v_e),
+                      ts=jnp.asarray(ts), eta=lr / (n - 1), s_max=s_max + shift,
+                      gram_ref_e=None if gram_ref_e is None else jnp.asarray(gram_ref_e))
+        vecs_j = jnp.asarray(vecs)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            idx = np.minimum(np.arange(start, start + chunk), n - 1)
+            u_e = jnp.einsum("ckd,de->cke", jnp.asarray(phi3[idx]), vecs_j, precision=_HI)
+            out = _loo_chunk_finite(u_e=u_e, r0k=jnp.asarray(r03[idx]), m=m, reorth=reorth,
+                                    continuous=dynamics.continuous, power=power, **consts)
+            res.append({key: np.asarray(val)[:stop - start] for key, val in out.items()})
+            bar.update(stop - start)
+    bar.close()
+    _log.info("phase=leave_one_out seconds=%.3f", time.perf_counter() - tic)
+    out = {key: np.concatenate([r[key] for r in res]) for key in res[0]}
+    b_i = b_e[None] - np.einsum("ikd,ik->id", phi3 @ vecs, r03)
+    out["alpha_error_bound"] = abs_bound * np.linalg.norm(b_i, axis=1)
+    out["r_full"], out["s_max"], out["iterations"] = r_full, s_max, m
     return out
 
 
@@ -287,15 +442,24 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
         return unique_information_from_kernel(
             phi @ phi.T, r0.reshape(n, k), dyn, theta_ref=theta_ref, sigma=sigma,
             sigma_f=sigma_f, reduction=reduction, solver=solver, progress=progress)
-    if dyn.t is not None:
-        raise ValueError(f"finite t in weight space with d = {d} < nk = {n * k} is not "
-                         "implemented; use t=None, the kernel path, or projection_dim ≥ nk")
     from jaxinfo.linearize import check_step_size
+    from jaxinfo.sui.driver import _single_time
 
+    _single_time(dyn)
     lam = float(dyn.weight_decay)
-    chunk = solver.chunk_size or max(1, min(n, 1024, solver.memory_budget // (32 * d * (k + 4))))
-    out = primal_loo(phi, r0, lam, k=k, phi_ref=phi_ref, chunk=chunk, progress=progress)
+    if dyn.t is None:
+        chunk = solver.chunk_size or max(1, min(n, 1024,
+                                                solver.memory_budget // (32 * d * (k + 4))))
+        out = primal_loo(phi, r0, lam, k=k, phi_ref=phi_ref, chunk=chunk, progress=progress)
+        bound, m = np.zeros(n), 0
+    else:
+        out = primal_loo_finite(phi, r0, dyn, k=k, phi_ref=phi_ref, tol=solver.tol,
+                                chunk=solver.chunk_size, memory_budget=solver.memory_budget,
+                                progress=progress)
+        bound, m = out["alpha_error_bound"], out["iterations"]
     check_step_size(out["s_max"] + n * lam, float(dyn.lr), n, continuous=dyn.continuous)
+    check_step_size(out["s_max"] + (n - 1) * lam, float(dyn.lr), n - 1,
+                    continuous=dyn.continuous)
     wsq = out["weight_change_sq"]
     if phi_ref is None:
         fsq, m_ref = out["train_others_sq"], n - 1
@@ -307,5 +471,6 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
     return UniqueInformation(
         weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
         weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
-        alpha_error_bound=np.zeros(n), dynamics=dyn, sigma=float(sigma), sigma_f=float(sigma_f),
-        method="schur", reduction=reduction, iterations=0, num_reference=int(m_ref))
+        alpha_error_bound=bound, dynamics=dyn, sigma=float(sigma), sigma_f=float(sigma_f),
+        method="schur" if dyn.t is None else "lanczos", reduction=reduction, iterations=m,
+        num_reference=int(m_ref))
