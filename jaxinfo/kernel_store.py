@@ -249,7 +249,8 @@ def cho_solve_blocked(chol: np.ndarray, rhs: np.ndarray, rows: int) -> np.ndarra
 
     Returns:
       float64 array shaped like ``rhs``. One forward (``Ly = B``, row panels of L) and one
-      backward (``Lᵀx = y``, column panels) substitution: ``2N²r`` multiply-adds.
+      backward (``Lᵀx = y``, column panels) substitution: at most ``N²r`` multiply-adds (the
+      forward pass skips the leading block rows where B is zero, as for unit vectors).
     """
     from scipy.linalg import solve_triangular
 
@@ -258,9 +259,13 @@ def cho_solve_blocked(chol: np.ndarray, rhs: np.ndarray, rows: int) -> np.ndarra
     if vec:
         b = b[:, None]
     sl = _tile_slices(chol.shape[0], rows)
-    for sj in sl:  # forward: y_j = L_jj⁻¹ (b_j − L_{j,<j} y_{<j})
-        if sj.start:
-            b[sj] -= np.asarray(chol[sj, :sj.start]) @ b[:sj.start]
+    nonzero = np.flatnonzero(np.any(b != 0, axis=1))
+    first = sl[int(nonzero[0]) // rows].start if nonzero.size else chol.shape[0]
+    for sj in sl:  # forward: y_j = L_jj⁻¹ (b_j − L_{j,<j} y_{<j}); rows above `first` stay 0
+        if sj.stop <= first:
+            continue
+        if sj.start > first:
+            b[sj] -= np.asarray(chol[sj, first:sj.start]) @ b[first:sj.start]
         b[sj] = solve_triangular(np.asarray(chol[sj, sj]), b[sj], lower=True,
                                  check_finite=False)
     for sj in reversed(sl):  # backward: x_j = L_jj⁻ᵀ (y_j − L_{>j,j}ᵀ x_{>j})
@@ -272,7 +277,10 @@ def cho_solve_blocked(chol: np.ndarray, rhs: np.ndarray, rows: int) -> np.ndarra
 
 
 def matmul_blocked(theta: np.ndarray, v: np.ndarray, rows: int) -> np.ndarray:
-    """``Θ V`` in float64, streaming over row blocks of ``theta`` ``[N, N]``; v ``[N]``/``[N, r]``."""
+    """``Θ V`` in float64, streaming over row blocks of ``theta`` ``[N, N]``.
+
+    v: ``[N]`` or ``[N, r]``. Returns float64 shaped like ``v``.
+    """
     v = np.asarray(v, np.float64)
     out = np.empty((theta.shape[0],) + v.shape[1:], np.float64)
     for si in _tile_slices(theta.shape[0], rows):

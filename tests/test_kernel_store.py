@@ -10,7 +10,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -71,11 +70,11 @@ def test_tiles_equal_full_kernel_and_symmetric(x64, tmp_path):
         compute_kernel(mlp, params, x + 1.0, tmp_path, tile=7, progress=False)
 
 
-@pytest.mark.parametrize("with_ref", [False, True])
-def test_out_of_core_equals_in_memory(x64, tmp_path, with_ref):
+@pytest.mark.parametrize("with_ref,lam", [(False, 1e-3), (True, 1e-3), (False, 0.0)])
+def test_out_of_core_equals_in_memory(x64, tmp_path, with_ref, lam):
     params, x, y, xr = setup()
     n, k = y.shape
-    dyn = GradientDescent(lr=0.1, t=None, weight_decay=1e-3)
+    dyn = GradientDescent(lr=0.1, t=None, weight_decay=lam)
     ref_x = xr if with_ref else None
     exact = jaxinfo.unique_information(mlp, params, x, y, ref_x, dynamics=dyn, progress=False,
                                        reduction="sum")
@@ -88,7 +87,9 @@ def test_out_of_core_equals_in_memory(x64, tmp_path, with_ref):
     for name in ("weight_si", "functional_si", "weight_change_sq", "function_change_sq",
                  "sample_loss"):
         a, b = np.asarray(getattr(exact, name)), np.asarray(getattr(res, name))
-        assert np.max(np.abs(a - b)) <= 1e-10 * np.max(np.abs(a)), name
+        # λ = 0: both models interpolate, the change on the other samples is exactly 0 (the
+        # in-memory path returns round-off, ~1e-26): compare on the scale of the residuals too.
+        assert np.max(np.abs(a - b)) <= 1e-10 * max(np.max(np.abs(a)), 1e-12), name
     assert res.method == "schur" and res.num_reference == exact.num_reference
 
 

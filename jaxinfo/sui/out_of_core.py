@@ -14,13 +14,19 @@ them). The steps, all blockwise in float64:
    ``x ← C(r0 − λx)`` (a contraction with factor ``λ‖C‖ ≤ 1/(n−1)``: no second factorisation;
    iterated to float64 round-off), then ``r_full = r0 + Θα`` (one pass over Θ).
 3. For each chunk of c samples: ``C_{:,K} = A⁻¹E_K`` for the chunk's ck unit vectors (one
-   blocked forward and backward substitution, streaming over L), α' by
-   :func:`jaxinfo.sui.engines.alpha_schur_columns`, ``ΘΔα`` streaming over Θ, and the
-   per-sample statistics by :func:`jaxinfo.sui.engines.stats_from_products`.
+   blocked forward and backward substitution, streaming over L; the forward pass starts at the
+   chunk's first row, above which the unit vectors vanish), α' by
+   :func:`jaxinfo.sui.engines.alpha_schur_columns`, ΘΔα, and the per-sample statistics by
+   :func:`jaxinfo.sui.engines.stats_from_products`.
 
-Total: ``(nk)³/3`` for the factorisation plus ``2(nk)³`` for the solves and ``(nk)²·nk`` for
-ΘΔα — the same order as the in-memory path (which forms all of C) — with peak memory a few
-``[nk, ck]`` float64 arrays and one ``[nk, b]`` panel. Chunks are checkpointed like the
+ΘΔα needs no pass over Θ: from ``(Θ + nλI)α = −r0`` and ``(Θ_RR + (n−1)λI)α'_R = −r0_R``,
+
+    (ΘΔα)_R = λ(α_R − (n−1)Δα_R),       (ΘΔα)_K = Θ_{K,:}Δα  (the sample's own k rows),
+
+exact algebra (no cancellation between O(r0) terms). Total: ``(nk)³/6`` multiply-adds for the
+factorisation plus about ``(2/3)(nk)³`` for the solves — fewer than the in-memory path, which
+forms all of C and multiplies by Θ — with peak memory a few ``[nk, ck]`` float64 arrays and one
+``[nk, b]`` panel. Chunks are checkpointed like the
 in-memory path's (``checkpoint_dir``); the factorisation is recomputed by a restarted run.
 """
 from __future__ import annotations
@@ -124,7 +130,7 @@ def unique_information_out_of_core(kernel: KernelFile, r0: np.ndarray, dynamics:
     r_full = r0 + matmul_blocked(theta, alpha, rows)
     ref = None if theta_ref is None else np.asarray(theta_ref, np.float64)
 
-    per = (6 * nk * k + 4 * nk) * 8  # C columns, unit vectors, Δα, ΘΔα per sample
+    per = (6 * nk * k + 4 * nk) * 8  # C columns, unit vectors, Θ_K rows, Δα, ΘΔα per sample
     chunk = int(solver.chunk_size or max(1, min(n, solver.memory_budget // per, 4096)))
     chunk = min(chunk, n)
     store = None
@@ -140,7 +146,7 @@ def unique_information_out_of_core(kernel: KernelFile, r0: np.ndarray, dynamics:
                        unit="sample")
     with jax.enable_x64(True):
         u_j, r0_j = jnp.asarray(u), jnp.asarray(r0)
-        alpha_j, r_full_j = jnp.asarray(alpha)[None], jnp.asarray(r_full)[None]
+        r_full_j = jnp.asarray(r_full)[None]
         for c, start in enumerate(range(0, n, chunk)):
             stop = min(start + chunk, n)
             res = None if store is None else store.load(f"chunk_{c:06d}")
@@ -154,8 +160,14 @@ def unique_information_out_of_core(kernel: KernelFile, r0: np.ndarray, dynamics:
                     c_cols.reshape(nk, chunk, k).transpose(1, 0, 2))  # [c, nk, k]
                 idx_j = jnp.asarray(idx, jnp.int32)
                 alpha_p = engines.alpha_schur_columns(jnp.asarray(c_cols), u_j, r0_j, idx_j, k)
-                d = np.asarray(alpha_p) - alpha[None, None]  # Δα [c, 1, nk]
-                td = matmul_blocked(theta, d[:, 0].T, rows).T[:, None]  # ΘΔα (Θ symmetric)
+                d = np.asarray(alpha_p)[:, 0] - alpha[None]  # Δα [c, nk]
+                # ΘΔα without a pass over Θ: on R it is λ(α − (n−1)Δα) (module docstring);
+                # on K the sample's own k rows of Θ.
+                td = lam * (alpha[None] - (n - 1) * d)
+                th_k = np.asarray(theta[cols], np.float64)  # [ck, nk], rows K of the chunk
+                td_k = np.einsum("ckn,cn->ck", th_k.reshape(chunk, k, nk), d)
+                td[np.arange(chunk)[:, None], cols.reshape(chunk, k)] = td_k
+                d, td = d[:, None], td[:, None]
                 rd = None if ref is None else (d[:, 0] @ ref.T)[:, None]
                 stats = engines.stats_from_products(
                     jnp.asarray(d), jnp.asarray(td), None if rd is None else jnp.asarray(rd),
