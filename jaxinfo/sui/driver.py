@@ -474,7 +474,8 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
         (:mod:`jaxinfo.sui.out_of_core`; t = ∞ only). Otherwise it is not used.
       projection_dim: d — solve in a d-dimensional sketch of the weight space instead of with
         the n×n kernel (:mod:`jaxinfo.sui.projected`; cost linear in n). This scores the
-        *sketched* linearized model (kernel ΦΦᵀ ≈ Θ); d ≥ P gives the exact primal form. Without
+        *sketched* linearized model (kernel ΦΦᵀ ≈ Θ); d ≥ P gives the exact primal form; 4096
+        (``jaxinfo.sui.projected.DEFAULT_PROJECTION_DIM``) is a measured good start. Without
         it, the exact primal form is used automatically when P < nk, t = ∞ and Θ exceeds
         ``solver.memory_budget``.
       key: ``jax.random`` key of the sketch (needed when ``projection_dim < P``).
