@@ -478,7 +478,9 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
         (``jaxinfo.sui.projected.DEFAULT_PROJECTION_DIM``) is a measured good start. Without
         it, the exact primal form is used automatically when P < nk, t = ∞ and Θ exceeds
         ``solver.memory_budget``.
-      key: ``jax.random`` key of the sketch (needed when ``projection_dim < P``).
+      key: ``jax.random`` key of the sketch (needed when ``projection_dim < P``). The weight-space
+        path does not use ``checkpoint_dir`` or ``batch_size`` (it streams Jacobians in chunks
+        sized by ``solver.memory_budget``).
 
     Returns:
       :class:`UniqueInformation` (``[n]`` arrays, nats for the SI fields).
