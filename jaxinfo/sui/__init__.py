@@ -58,7 +58,9 @@ covariance of SGD; see its docstring.
 Layout: :mod:`~jaxinfo.sui.results` (result types, :class:`LOOSolver`),
 :mod:`~jaxinfo.sui.engines` (pure jit-able kernels), :mod:`~jaxinfo.sui.plan` (Lanczos steps and
 bound), :mod:`~jaxinfo.sui.driver` (the host layer: chunks, progress, checkpoints; the public
-functions), :mod:`~jaxinfo.sui.sgd_noise`.
+functions), :mod:`~jaxinfo.sui.sgd_noise`; for large n, :mod:`~jaxinfo.sui.out_of_core` (t = ∞
+from a kernel on disk, :mod:`jaxinfo.kernel_store`) and :mod:`~jaxinfo.sui.projected` (weight
+space: the exact primal form, or a sketch of the Jacobian rows; cost linear in n).
 """
 from jaxinfo.sui.driver import (loo_vectors, unique_information, unique_information_core,
                                 unique_information_from_kernel, weight_changes)

@@ -451,7 +451,10 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
                        sigma_f: float = 1.0, reduction: str = "mean",
                        solver: LOOSolver = LOOSolver(), batch_size: int | None = None,
                        progress: bool = True,
-                       checkpoint_dir: str | os.PathLike | None = None) -> UniqueInformation:
+                       checkpoint_dir: str | os.PathLike | None = None,
+                       kernel_dir: str | os.PathLike | None = None,
+                       projection_dim: int | None = None,
+                       key: jax.Array | None = None) -> UniqueInformation:
     """Smooth unique information of every training sample of a network (nats).
 
     The network is linearized at ``params`` and trained in closed form (MSE, full-batch GD or
@@ -476,6 +479,19 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
         ``params``/``x_train``; the leave-one-out arithmetic in float64 unless
         ``solver.dtype`` is ``None``.
       batch_size: samples per NTK block (bounds the Jacobian memory; :func:`jaxinfo.empirical_ntk`).
+      kernel_dir: folder for an out-of-core kernel. When Θ (``(nk)²`` float64) exceeds
+        ``solver.memory_budget``, Θ is computed tile by tile into this folder (resumable:
+        :mod:`jaxinfo.kernel_store`) and the t = ∞ leave-one-out is solved blockwise from disk
+        (:mod:`jaxinfo.sui.out_of_core`; t = ∞ only). Otherwise it is not used.
+      projection_dim: d — solve in a d-dimensional sketch of the weight space instead of with
+        the n×n kernel (:mod:`jaxinfo.sui.projected`; cost linear in n). This scores the
+        *sketched* linearized model (kernel ΦΦᵀ ≈ Θ); d ≥ P gives the exact primal form; 4096
+        (``jaxinfo.sui.projected.DEFAULT_PROJECTION_DIM``) is a measured good start. Without
+        it, the exact primal form is used automatically when P < nk, t = ∞ and Θ exceeds
+        ``solver.memory_budget``.
+      key: ``jax.random`` key of the sketch (needed when ``projection_dim < P``). The weight-space
+        path does not use ``checkpoint_dir`` or ``batch_size`` (it streams Jacobians in chunks
+        sized by ``solver.memory_budget``).
 
     Returns:
       :class:`UniqueInformation` (``[n]`` arrays, nats for the SI fields).
@@ -485,6 +501,25 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
     as_dynamics(dynamics)
     _check_smoothing(sigma, sigma_f, reduction)
     sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    n, k = sup.f0.shape
+    too_big = (n * k) ** 2 * 8 > solver.memory_budget
+    if projection_dim is not None or (too_big and dynamics.t is None
+                                      and _num_params(params) < n * k):
+        from jaxinfo.sui.projected import unique_information_projected
+        return unique_information_projected(
+            apply_fn, params, sup.x, sup.y, sup.x_ref, dynamics=dynamics,
+            projection_dim=projection_dim, key=key, sigma=sigma, sigma_f=sigma_f,
+            reduction=reduction, solver=solver, progress=progress)
+    if kernel_dir is not None and too_big:
+        from jaxinfo.kernel_store import compute_kernel
+        from jaxinfo.sui.out_of_core import unique_information_out_of_core
+        kernel = compute_kernel(apply_fn, params, sup.x, kernel_dir,
+                                memory_budget=solver.memory_budget, progress=progress)
+        theta_ref = None if sup.x_ref is None else kernel_matrix(empirical_ntk(
+            apply_fn, params, sup.x_ref, sup.x, trace_axes=(), batch_size=batch_size))
+        return unique_information_out_of_core(
+            kernel, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
+            reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
     kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, sup.x, **kw))
     theta_ref = None
@@ -493,6 +528,10 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
     return unique_information_from_kernel(
         theta, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
         reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
+
+
+def _num_params(params: Any) -> int:
+    return sum(int(np.prod(np.shape(p))) for p in jax.tree_util.tree_leaves(params))
 
 
 def weight_changes(apply_fn: ApplyFn, params: Any, x_train: jax.Array,

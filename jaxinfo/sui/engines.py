@@ -10,7 +10,10 @@ side ``D_i r0`` and the step ``lr/(n−1)``; its padded solution α'_i (zeros on
 - :func:`alpha_exact` — any t, one eigendecomposition of B_i per sample (the reference).
 - :func:`lanczos_run` + a gain (:func:`power_gain` or :func:`ritz_gain`) +
   :func:`lanczos_combine` — finite t, m Lanczos steps for a whole chunk at once.
-- :func:`chunk_stats` — the per-sample quantities from the padded α'.
+- :func:`alpha_schur_columns` — the same from each sample's own k columns of C (the
+  out-of-core path, :mod:`jaxinfo.sui.out_of_core`, never holds all of C).
+- :func:`chunk_stats` — the per-sample quantities from the padded α' (via
+  :func:`stats_from_products`, which takes ΘΔα precomputed).
 - :func:`prepare` — the full problem (α, residuals, and C or the spectrum of Θ).
 - :func:`loo_statistics` — all of it for every sample in one jit-able call (the core behind
   :func:`jaxinfo.unique_information_core`); the host driver (:mod:`jaxinfo.sui.driver`) runs
@@ -167,21 +170,51 @@ def lanczos_combine(y, basis, bnorm):
     return -bnorm[:, None, None] * total
 
 
+@partial(jax.jit, static_argnames=("k",))
+def alpha_schur_columns(c_cols, u, r0, idx, k):
+    """:func:`alpha_schur` from each sample's own columns of C only (out-of-core path).
+
+    Args:
+      c_cols: ``[c, nk, k]`` the k columns ``C_{:,K}`` of C = A⁻¹ of each sample of the chunk.
+      u: ``[nk]`` C r0. r0: ``[nk]``. idx: ``[c]`` samples.
+
+    Returns:
+      ``[c, 1, nk]`` padded α'_{−i} (zeros on sample i), as :func:`alpha_schur`.
+    """
+    blocks = _blocks(r0.shape[0], k)
+
+    def one(ck, i):
+        start = i * k
+        v = u - _mm(ck, lax.dynamic_slice_in_dim(r0, start, k))
+        ckk = lax.dynamic_slice_in_dim(ck, start, k, axis=0)  # [k, k], SPD
+        z = v - _mm(ck, jnp.linalg.solve(ckk, lax.dynamic_slice_in_dim(v, start, k)))
+        return -jnp.where(blocks != i, z, 0.0)
+
+    return jax.vmap(one)(c_cols, idx)[:, None, :]
+
+
 @partial(jax.jit, static_argnames=("k", "vectors"))
 def chunk_stats(theta, theta_ref, r0, alpha, r_full, alpha_p, idx, k, vectors):
     """Per-sample quantities from the padded LOO coefficients ``alpha_p [c, T, nk]``."""
-    nk = r0.shape[0]
-    n = nk // k
-    c, T, _ = alpha_p.shape
-    keep = _blocks(nk, k)[None, None, :] != idx[:, None, None]  # [c, 1, nk]
     d = alpha_p - alpha[None]  # Δα [c, T, nk]
     td = _mm(d, theta)  # Θ Δα (Θ symmetric)
+    rd = None if theta_ref is None else _mm(d, theta_ref.T)
+    return stats_from_products(d, td, rd, r_full, idx, k, vectors)
+
+
+@partial(jax.jit, static_argnames=("k", "vectors"))
+def stats_from_products(d, td, rd, r_full, idx, k, vectors):
+    """Per-sample quantities from Δα ``[c, T, nk]``, ΘΔα ``[c, T, nk]`` and Θ*Δα
+    ``[c, T, mk]`` (or ``None``); ``r_full [T, nk]`` the full run's residuals. Traceable."""
+    nk = d.shape[-1]
+    n = nk // k
+    c, T, _ = d.shape
+    keep = _blocks(nk, k)[None, None, :] != idx[:, None, None]  # [c, 1, nk]
     out = {"weight_change_sq": jnp.sum(d * td, axis=-1)}
     per = jnp.sum((td ** 2).reshape(c, T, n, k), axis=-1)  # [c, T, n]
     others = jnp.arange(n)[None, None, :] != idx[:, None, None]
     out["train_others_sq"] = jnp.sum(jnp.where(others, per, 0.0), axis=-1)
-    if theta_ref is not None:
-        rd = _mm(d, theta_ref.T)
+    if rd is not None:
         out["ref_sq"] = jnp.sum(rd ** 2, axis=-1)
     resid = jnp.where(keep, r_full[None] + td, 0.0)
     loss_loo = 0.5 / (n - 1) * jnp.sum(resid ** 2, axis=-1)
@@ -190,7 +223,7 @@ def chunk_stats(theta, theta_ref, r0, alpha, r_full, alpha_p, idx, k, vectors):
     if vectors:
         out["delta_alpha"] = d
         out["train_change"] = td.reshape(c, T, n, k)
-        if theta_ref is not None:
+        if rd is not None:
             out["ref_change"] = rd
     return out
 
