@@ -45,8 +45,9 @@ n−1 training samples.
   met), the Krylov space is the whole space: the basis is then fully re-orthogonalised and the
   result is exact up to round-off (bound reported as 0).
 - ``"exact"``: one eigendecomposition of B_i per sample (vmapped, chunked) — the reference.
-- ``"auto"``: ``"schur"`` for t = ∞; ``"lanczos"`` for finite t unless it would need more than
-  (nk − k)/2 steps (then ``"exact"`` is cheaper).
+- ``"auto"``: ``"schur"`` for t = ∞; ``"lanczos"`` for finite t (m·(nk)² per sample, cheaper
+  than an eigendecomposition even when m nears the dimension: measured 8× faster than
+  ``"exact"`` at n = 373), ``"exact"`` only when the bound cannot be met within ``max_iter``.
 
 The t = ∞ Schur path factorises A by Cholesky (no eigendecomposition, ~15× cheaper on CPU) and
 raises ``ValueError`` when A is singular (λ = 0 and a rank-deficient Θ: use weight_decay > 0 or

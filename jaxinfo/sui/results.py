@@ -122,7 +122,7 @@ class LOOSolver:
     Attributes:
       method: ``"auto"``, ``"schur"`` (t = ∞), ``"lanczos"`` (finite t) or ``"exact"``
         (per-sample eigendecomposition, the reference). ``"auto"``: Schur at t = ∞, Lanczos at
-        finite t unless it would need more than half the dimension in steps.
+        finite t (``"exact"`` only when the Lanczos bound cannot be met within ``max_iter``).
       tol: Lanczos target relative error on each α' (a-priori bound).
       max_iter: cap on Lanczos steps (default: the dimension nk − k).
       chunk_size: samples per vectorised chunk (default: from ``memory_budget``).
