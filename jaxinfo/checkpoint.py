@@ -7,8 +7,8 @@ directory, then renamed — so a run killed at any moment leaves either the whol
 and a restart with the same inputs skips exactly the finished pieces. A directory holding a
 different computation is refused (``ValueError``) rather than silently mixed.
 
-Used by :func:`jaxinfo.unique_information` (leave-one-out chunks) and
-:func:`jaxinfo.retrain_loo` (retrained models).
+Used by :func:`jaxinfo.unique_information` (leave-one-out chunks), :func:`jaxinfo.retrain_loo`
+(retrained models) and the neuron-diversity sweeps (one table of rows per level).
 """
 from __future__ import annotations
 
@@ -108,6 +108,16 @@ class CheckpointStore:
     def save(self, name: str, **arrays: Any) -> None:
         """Writes a finished piece atomically."""
         atomic_savez(self.path(name), **arrays)
+
+    def load_json(self, name: str) -> Any | None:
+        """A finished piece stored as JSON (tables of rows), or ``None``."""
+        p = self.directory / f"{name}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def save_json(self, name: str, value: Any) -> None:
+        """Writes a JSON-able finished piece (e.g. a list of row dicts) atomically."""
+        atomic_write_bytes(self.directory / f"{name}.json",
+                           json.dumps(value, indent=1, default=float).encode())
 
 
 def open_store(directory: str | os.PathLike | None, fp: str, **meta: Any

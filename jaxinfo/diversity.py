@@ -18,12 +18,26 @@ convention: bins are half-open ``[e_b, e_{b+1})`` except the last, which holds t
   ``O(N^2 (S + B^2))`` with no Python loop over pairs and memory
   ``O(block_size * (S + B^2))`` on top of the ``[S, N]`` label matrix.
 - ``"ksg"``: Kraskov-Stögbauer-Grassberger estimator 1 (k nearest neighbours, Chebyshev
-  metric), ``I = psi(k) + psi(S) - <psi(n_x + 1) + psi(n_y + 1)>``, with each variable scaled to
-  unit standard deviation and a tiny Gaussian jitter against ties (as scikit-learn's
-  ``mutual_info_regression``). Work ``O(N^2 S^2)``: every pair needs the ``[S, S]`` max-norm
-  distances (computed in row chunks of ``sample_chunk`` so memory stays
-  ``O(block_size * sample_chunk * S)``). For 768 neurons and S = 10,000 that is ~3e13 distance
-  evaluations — hours on a CPU; use a neuron subset or the binned estimator there.
+  metric): ``I = psi(k) + psi(S) - <psi(n_x + 1) + psi(n_y + 1)>``, where ``eps_i`` is the
+  max-norm distance from sample ``i`` to its k-th nearest other sample in ``(x, y)`` and ``n_x(i)``
+  counts ``j != i`` with ``|x_j - x_i| < eps_i`` (strictly; likewise ``n_y``). Two conventions:
+  ``"sklearn"`` (default; as ``sklearn.feature_selection.mutual_info_regression``: each column
+  divided by its std, ``ddof=0``, plus a ``1e-10 * max(1, mean|x|) * N(0, 1)`` jitter) and
+  ``"raw"`` (activations as they are, no scaling, no jitter — the authors' use).
+  Algorithm (exact, no ``[S, S]`` matrices): each neuron is sorted once; for a pair, candidate
+  neighbours come from six cheap "views" — a window of 8 samples on each side in x order and
+  in y order, and strips of consecutive x-ranks (resp. y-ranks), two staggered partitions each,
+  sorted lexicographically by the other coordinate, with a window of 24 on each side. Each view
+  gives a candidate radius ``r`` (k-th smallest candidate distance) and a certificate ``R``
+  (a lower bound on the distance of every non-candidate, from the marginal gaps at the window and
+  strip boundaries); ``min r`` is exact whenever ``min r <= max R``. Samples that no view certifies
+  go to a brute-force pass (``sample_chunk`` samples at a time against all ``S``). ``n_x, n_y``
+  are binary searches on the sorted marginals with the rounded differences ``x_j - x_i`` as the
+  predicate, so the counts equal a brute-force count bit for bit.
+  Ties: the k-th distance is a value, so it does not depend on how equal distances are ordered;
+  ``eps_i = 0`` (at least k exact duplicates of the point) counts the duplicates in ``n_x``
+  (``|x_j - x_i| <= 0``), as scikit-learn's ``query_radius(nextafter(eps, 0))`` does; otherwise
+  the counts are strict. Work per pair ``O(S log S)`` plus the brute-force share.
 
 Model selection (:func:`rank_models`): low entropy / high MI signals heuristic (spurious
 feature) memorization, high entropy / low MI signals example-level memorization (label noise).
@@ -221,47 +235,263 @@ def _binned_pair_mi(labels_t, pi, pj, ent, bins: int, block_size: int):
     return jax.lax.map(one, (pi, pj), batch_size=block_size)
 
 
+_KSG_CONVENTIONS = ("sklearn", "raw")
+_KSG_WINDOW = 24        # candidates on each side inside a strip
+_KSG_LINE_WINDOW = 8    # candidates on each side in a marginal order
+
+
 def _ksg_prepare(acts, key, jitter):
-    # Scale each neuron to unit std (ddof=1) and add a tiny jitter against ties (as sklearn).
-    std = jnp.std(acts, axis=0, ddof=1)
+    """scikit-learn's preprocessing for ``mutual_info_regression`` (continuous features).
+
+    Each column is divided by its standard deviation (``ddof=0``, as ``sklearn.preprocessing.scale``;
+    a zero std leaves the column unscaled) and ``jitter * max(1, mean|x|) * N(0, 1)`` is added.
+    """
+    std = jnp.std(acts, axis=0)
     x = acts / jnp.where(std > 0, std, 1.0)
+    if jitter == 0:
+        return x
     scale = jnp.maximum(1.0, jnp.mean(jnp.abs(x), axis=0))
     return x + jitter * scale * jax.random.normal(key, x.shape, x.dtype)
 
 
-@partial(jax.jit, static_argnames=("k", "block_size", "sample_chunk"))
-def _ksg_pair_mi(xt, pi, pj, k: int, block_size: int, sample_chunk: int):
-    # xt: [N, S] scaled, jittered activations. Kraskov estimator 1 per pair (i, j).
-    n_neuron, s = xt.shape
+class _KSGTables(NamedTuple):
+    """Per-neuron sort results, computed once (``O(N S log S)``) and shared by all pairs.
+
+    Attributes (``N`` neurons, ``S`` samples):
+      vals: ``[N, S]`` values by sample.
+      sorted_vals: ``[N, S + 1]`` values ascending, then ``+inf``.
+      order: ``[N, S]`` sample index of the q-th smallest value (stable argsort).
+      dense1: ``[N, S + 1]`` ``1 +`` dense rank of each sample's value among the distinct values;
+        slot ``S`` (a padding sample) holds ``S + 1``.
+      uniq: ``[N, S + 3]`` ``-inf``, the distinct values ascending, then ``+inf`` (so
+        ``uniq[dense1]`` is the value and ``uniq[dense1 -/+ 1]`` its distinct neighbours).
+    """
+
+    vals: jax.Array
+    sorted_vals: jax.Array
+    order: jax.Array
+    dense1: jax.Array
+    uniq: jax.Array
+
+
+@jax.jit
+def _ksg_tables(xt) -> _KSGTables:
+    n, s = xt.shape
     dt = xt.dtype
-    n_chunks = -(-s // sample_chunk)
-    s_pad = n_chunks * sample_chunk
-    rows = jnp.arange(s_pad)
+    order = jnp.argsort(xt, axis=1, stable=True).astype(jnp.int32)
+    sv = jnp.take_along_axis(xt, order, axis=1)
+    new = (sv[:, 1:] != sv[:, :-1]).astype(jnp.int32)
+    dsorted = jnp.cumsum(jnp.concatenate([jnp.ones((n, 1), jnp.int32), new], axis=1), axis=1)
+    rows = jnp.arange(n)[:, None]
+    dense1 = jnp.full((n, s + 1), s + 1, jnp.int32).at[rows, order].set(dsorted)
+    uniq = jnp.full((n, s + 3), jnp.inf, dt).at[:, 0].set(-jnp.inf).at[rows, dsorted].set(sv)
+    sorted_vals = jnp.concatenate([sv, jnp.full((n, 1), jnp.inf, dt)], axis=1)
+    return _KSGTables(xt, sorted_vals, order, dense1, uniq)
+
+
+def _ksg_view(tab: _KSGTables, ua, vb, off: int, k: int, strip: int, window: int):
+    """Candidate k-th-neighbour radius and its certificate from one strip partition.
+
+    The samples, in the ascending order of the primary neuron ``u = ua``, are cut into strips of
+    ``strip`` consecutive positions (the first strip is shortened by ``off`` padding positions).
+    Inside a strip the points are sorted lexicographically by (value of ``v = vb``, position in
+    ``u`` order). Each point's candidates are the ``window`` points before and after it in that
+    order; ``r`` is the k-th smallest Chebyshev distance to them (``inf`` if fewer than k).
+    ``R`` is a lower bound on the distance to every non-candidate: the ``u``-gaps to the points
+    just outside the strip, and the gaps to the first non-candidate on each side in the strip
+    (``|v_q - v_i|``, or when ``v_q == v_i`` the smaller of ``|u_q - u_i|`` and the gap from
+    ``v_i`` to its next distinct ``v`` value, since in lexicographic order the points beyond
+    ``q`` with the same ``v`` lie beyond ``q`` in ``u``). If ``r <= R`` the candidate radius is
+    the exact one. Returns ``r, R`` of shape ``[S + 1]`` by sample (slot ``S`` is junk).
+    """
+    s = tab.order.shape[1]
+    dt = tab.sorted_vals.dtype
+    inf = jnp.asarray(jnp.inf, dt)
+    g = -(-(s + off) // strip)
+    length = g * strip
+    tail = length - off - s
+    # line position p <-> index p + 1 in u_line; -inf / +inf outside the samples
+    u_line = jnp.concatenate([jnp.full((off + 1,), -inf), tab.sorted_vals[ua, :s],
+                              jnp.full((tail + 1,), inf)])
+    id_line = jnp.concatenate([jnp.full((off,), s, jnp.int32), tab.order[ua],
+                               jnp.full((tail,), s, jnp.int32)])
+    dr = tab.dense1[vb][id_line]                                    # padding -> S + 1 (v = inf)
+    local = jnp.arange(length, dtype=jnp.int32) % strip
+    key = jnp.sort((dr * strip + local).reshape(g, strip), axis=1)  # lexicographic (v, u)
+    dr_s = key // strip
+    starts = jnp.arange(g, dtype=jnp.int32)[:, None] * strip
+    pos = starts + key % strip
+    uq = tab.uniq[vb]
+    u_s = u_line[pos + 1]
+    v_s = uq[dr_s]
+    ids = id_line[pos]
+    gap_u = jnp.minimum(u_s - u_line[starts], u_line[starts + strip + 1] - u_s)
+
+    w = window
+    up = jnp.pad(u_s, ((0, 0), (w + 1, w + 1)))
+    vp = jnp.concatenate([jnp.full((g, w + 1), -inf), v_s, jnp.full((g, w + 1), inf)], axis=1)
+    top = [jnp.full((g, strip), inf)] * k
+    for o in range(1, w + 1):
+        for c in (w + 1 - o, w + 1 + o):
+            d = jnp.maximum(jnp.abs(up[:, c:c + strip] - u_s), jnp.abs(vp[:, c:c + strip] - v_s))
+            for lev in range(k):   # insert d into the sorted top-k
+                top[lev], d = jnp.minimum(top[lev], d), jnp.maximum(top[lev], d)
+    r = top[k - 1]
+    qu, qv = up[:, 2 * w + 2:], vp[:, 2 * w + 2:]                   # first non-candidate after
+    after = jnp.where(qv > v_s, qv - v_s, jnp.minimum(qu - u_s, uq[dr_s + 1] - v_s))
+    qu, qv = up[:, :strip], vp[:, :strip]                            # ... and before
+    before = jnp.where(qv < v_s, v_s - qv, jnp.minimum(u_s - qu, v_s - uq[dr_s - 1]))
+    big_r = jnp.minimum(jnp.minimum(after, before), gap_u)
+    ids = ids.reshape(-1)
+    r_out = jnp.full((s + 1,), inf).at[ids].set(r.reshape(-1))
+    big_out = jnp.full((s + 1,), -inf).at[ids].set(big_r.reshape(-1))
+    return r_out[:s], big_out[:s]
+
+
+def _ksg_line_view(tab: _KSGTables, ua, vb, k: int, window: int):
+    """Candidate radius and certificate from a window in the ascending order of neuron ``ua``.
+
+    Candidates: the ``window`` points before and after each point in ``u`` order. Every other
+    point is at least ``R = min(u_{p+w+1} - u_p, u_p - u_{p-w-1})`` away in ``u`` alone. Suits
+    points whose ``u``-neighbourhood of radius eps is sparse (e.g. a tie block in ``v``). Returns
+    ``r, R`` of shape ``[S]`` by sample.
+    """
+    s = tab.order.shape[1]
+    dt = tab.sorted_vals.dtype
+    inf = jnp.asarray(jnp.inf, dt)
+    w = window
+    u = tab.sorted_vals[ua, :s]
+    v = tab.vals[vb][tab.order[ua]]
+    up = jnp.concatenate([jnp.full((w + 1,), -inf), u, jnp.full((w + 1,), inf)])
+    vp = jnp.pad(v, (w + 1, w + 1))
+    top = [jnp.full((s,), inf)] * k
+    for o in range(1, w + 1):
+        for c in (w + 1 - o, w + 1 + o):
+            d = jnp.maximum(jnp.abs(up[c:c + s] - u), jnp.abs(vp[c:c + s] - v))
+            for lev in range(k):
+                top[lev], d = jnp.minimum(top[lev], d), jnp.maximum(top[lev], d)
+    big_r = jnp.minimum(up[2 * w + 2:] - u, u - up[:s])
+    order = tab.order[ua]
+    return (jnp.zeros((s,), dt).at[order].set(top[k - 1]),
+            jnp.zeros((s,), dt).at[order].set(big_r))
+
+
+def _ksg_brute_radius(x, y, r, redo, k: int, chunk: int):
+    """Exact k-th-neighbour Chebyshev radius for the samples flagged ``redo`` (``[S]`` bool).
+
+    The flagged samples are compacted into a buffer and processed ``chunk`` at a time against
+    all ``S`` samples (``[chunk, S]`` distances per step, a ``while_loop`` over chunks).
+    """
+    s = x.shape[0]
+    inf = jnp.asarray(jnp.inf, x.dtype)
+    n_redo = jnp.sum(redo)
+    slot = jnp.where(redo, jnp.cumsum(redo) - 1, s + chunk)
+    buf = jnp.full((s + chunk,), s, jnp.int32).at[slot].set(jnp.arange(s, dtype=jnp.int32),
+                                                            mode="drop")
+    cols = jnp.arange(s, dtype=jnp.int32)
+
+    def body(carry):
+        c, r = carry
+        ids = jax.lax.dynamic_slice(buf, (c * chunk,), (chunk,))
+        idc = jnp.minimum(ids, s - 1)
+        d = jnp.maximum(jnp.abs(x[None, :] - x[idc][:, None]), jnp.abs(y[None, :] - y[idc][:, None]))
+        d = jnp.where(cols[None, :] == idc[:, None], inf, d)
+        # k-th smallest with multiplicity: the least distinct value t with #{d <= t} >= k
+        t = jnp.full((chunk,), -inf)
+        eps = jnp.full((chunk,), inf)
+        done = jnp.zeros((chunk,), bool)
+        for _ in range(k):
+            t = jnp.min(jnp.where(d > t[:, None], d, inf), axis=1)
+            hit = ~done & (jnp.sum(d <= t[:, None], axis=1) >= k)
+            eps = jnp.where(hit, t, eps)
+            done = done | hit
+        return c + 1, r.at[ids].set(eps, mode="drop")
+
+    return jax.lax.while_loop(lambda carry: carry[0] * chunk < n_redo, body, (0, r))[1]
+
+
+def _count_within(sv, x, e):
+    """``#{j : |sv_j - x_i| <= e_i}`` for every ``i`` by two fixed-step binary searches.
+
+    ``sv`` is ``[S + 1]`` ascending (last ``+inf``). The predicates are evaluated on the rounded
+    differences ``sv_j - x_i`` (the same numbers a distance computation produces), which are
+    monotone in ``sv_j``, so the counts agree exactly with a brute-force count.
+    """
+    s = sv.shape[0] - 1
+
+    def prefix(pred):
+        pos = jnp.zeros(x.shape, jnp.int32)
+        for st in reversed(range(s.bit_length())):
+            cand = pos + (1 << st)
+            ok = (cand <= s) & pred(sv[jnp.minimum(cand, s) - 1])
+            pos = jnp.where(ok, cand, pos)
+        return pos
+
+    upto = prefix(lambda v: v - x <= e)        # sv_j - x_i <= e
+    below = prefix(lambda v: x - v > e)        # sv_j - x_i < -e
+    return upto - below
+
+
+@partial(jax.jit, static_argnames=("k", "strip", "window", "line_window", "chunk",
+                                   "block_size"))
+def _ksg_pairs(tab: _KSGTables, pi, pj, k: int, strip: int, window: int, line_window: int,
+               chunk: int, block_size: int):
+    """KSG-1 MI (nats, clipped at 0) and the number of brute-force samples for each pair."""
+    s = tab.order.shape[1]
+    dt = tab.sorted_vals.dtype
+    psi = digamma(jnp.arange(1, s + 1, dtype=dt))          # psi(n + 1), n = 0..S-1
+    const = digamma(jnp.asarray(k, dt)) + digamma(jnp.asarray(s, dt))
+    offs = (0, strip // 2) if s > strip else (0,)
 
     def one(pair):
-        x, y = xt[pair[0]], xt[pair[1]]
-        xp = jnp.pad(x, (0, s_pad - s))
-        yp = jnp.pad(y, (0, s_pad - s))
-
-        def chunk(c):
-            r = jax.lax.dynamic_slice(rows, (c * sample_chunk,), (sample_chunk,))
-            xr = jax.lax.dynamic_slice(xp, (c * sample_chunk,), (sample_chunk,))
-            yr = jax.lax.dynamic_slice(yp, (c * sample_chunk,), (sample_chunk,))
-            dx = jnp.abs(xr[:, None] - x[None, :])                    # [chunk, S]
-            dy = jnp.abs(yr[:, None] - y[None, :])
-            d = jnp.maximum(dx, dy)
-            d = jnp.where(r[:, None] == jnp.arange(s)[None, :], jnp.inf, d)  # exclude self
-            eps = -jax.lax.top_k(-d, k)[0][:, -1]                      # k-th neighbour distance
-            nx = jnp.sum(dx < eps[:, None], axis=1) - 1                # strictly closer, minus self
-            ny = jnp.sum(dy < eps[:, None], axis=1) - 1
-            val = digamma((nx + 1).astype(dt)) + digamma((ny + 1).astype(dt))
-            return jnp.sum(jnp.where(r < s, val, 0.0))
-
-        tot = jnp.sum(jax.lax.map(chunk, jnp.arange(n_chunks)))
-        mi = digamma(jnp.asarray(k, dt)) + digamma(jnp.asarray(s, dt)) - tot / s
-        return jnp.maximum(mi, 0.0)
+        a, b = pair
+        r, big_r = None, None
+        for u, v in ((a, b), (b, a)):
+            r1, b1 = _ksg_line_view(tab, u, v, k, line_window)
+            r = r1 if r is None else jnp.minimum(r, r1)
+            big_r = b1 if big_r is None else jnp.maximum(big_r, b1)
+            for off in offs:
+                r1, b1 = _ksg_view(tab, u, v, off, k, strip, window)
+                r = r1 if r is None else jnp.minimum(r, r1)
+                big_r = b1 if big_r is None else jnp.maximum(big_r, b1)
+        redo = ~(r <= big_r)
+        x, y = tab.vals[a], tab.vals[b]
+        eps = _ksg_brute_radius(x, y, r, redo, k, chunk)
+        e = jnp.nextafter(eps, jnp.zeros_like(eps))   # strict: |d| < eps  <=>  |d| <= e
+        nx = _count_within(tab.sorted_vals[a], x, e) - 1
+        ny = _count_within(tab.sorted_vals[b], y, e) - 1
+        mi = const - jnp.mean(psi[nx] + psi[ny])
+        return jnp.maximum(mi, 0.0), jnp.sum(redo)
 
     return jax.lax.map(one, (pi, pj), batch_size=block_size)
+
+
+def _ksg_default_strip(s: int, k: int) -> int:
+    target = 2.0 * np.sqrt(k * s)
+    return int(min(512, max(16, 1 << int(np.ceil(np.log2(target))))))
+
+
+def _ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, window: int = 24,
+                   line_window: int = 8, chunk: int = 64, block_size: int = 1):
+    """KSG-1 MI between all pairs of columns of ``x`` ``[S, N]`` (no preprocessing).
+
+    Returns ``(mi, n_brute)``: ``[N, N]`` MI in nats and ``[P]`` number of samples per pair
+    (upper-triangle order) whose radius needed the brute-force fallback.
+    """
+    s, n = x.shape
+    strip = _ksg_default_strip(s, k) if strip is None else strip
+    tab = _ksg_tables(jnp.asarray(x).T)
+    counts = []
+
+    def values(pi, pj):
+        mi, nb = _ksg_pairs(tab, pi, pj, k, strip, window, line_window, chunk,
+                            block_size)
+        counts.append(nb)
+        return mi
+
+    mi = _over_pairs(n, block_size, x.dtype, values)
+    p = n * (n - 1) // 2
+    return mi, (counts[0][:p] if counts else jnp.zeros((0,), jnp.int32))
 
 
 def _over_pairs(n: int, block: int, dt, pair_values) -> jax.Array:
@@ -282,6 +512,7 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
                                 binning: str = "global", k: int = 3, key=None,
                                 block_size: int | None = None, sample_chunk: int | None = None,
                                 jitter: float | None = None, labels=None,
+                                ksg_convention: str = "sklearn",
                                 progress: bool = False) -> jax.Array:
     """Mutual information between every pair of neurons (inter-neuron diversity).
 
@@ -289,19 +520,23 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
       acts: ``[S, N]`` activations.
       method: ``"binned"`` (plug-in MI of the joint ``B x B`` histogram; equals
         ``sklearn.metrics.mutual_info_score`` of the bin labels) or ``"ksg"`` (Kraskov
-        estimator 1, Chebyshev metric, ``k`` neighbours).
+        estimator 1, Chebyshev metric, ``k`` neighbours; exact, see the module docstring).
       bins, binning: binning for ``"binned"`` (see :func:`bin_activations`).
       k: neighbours for ``"ksg"`` (default 3); needs ``S >= k + 1``.
-      key: ``jax.random`` key for the KSG jitter (required for ``"ksg"``).
+      key: ``jax.random`` key for the KSG jitter (required for ``ksg_convention="sklearn"``
+        unless ``jitter=0``; unused for ``"raw"``).
       block_size: number of neuron pairs processed at once (memory
-        ``O(block_size * (S + B^2))`` for binned, ``O(block_size * sample_chunk * S)`` for KSG).
-        Default 16 (binned) / 4 (KSG).
-      sample_chunk: KSG only: rows of the ``[S, S]`` distance matrix per step (default
-        ``min(S, 1024)``).
-      jitter: KSG only: jitter scale relative to the unit-std data (default ``1e-10`` in
-        float64, as scikit-learn; ``1e-6`` in float32 where 1e-10 would be below resolution).
+        ``O(block_size * (S + B^2))`` for binned, ``O(block_size * S)`` for KSG). Default 16
+        (binned) / 1 (KSG: per-pair gathers are faster unbatched on CPU).
+      sample_chunk: KSG only: samples per brute-force step for the radii no window certifies
+        (``[sample_chunk, S]`` distances per step; default 64).
+      jitter: KSG ``"sklearn"`` only: jitter scale relative to the unit-std data (default
+        ``1e-10`` in float64, as scikit-learn; ``1e-6`` in float32 where 1e-10 would be below
+        resolution); ``0`` disables it.
       labels: optional precomputed ``[S, N]`` int bin labels in ``0..bins-1`` (binned only;
         ``acts`` may then be ``None``) — e.g. layer-wise global bins concatenated across layers.
+      ksg_convention: ``"sklearn"`` (scale to unit std, ddof=0, and jitter; equals
+        ``mutual_info_regression`` given the same jitter) or ``"raw"`` (no preprocessing).
       progress: unused placeholder for API symmetry (the computation is a single jit call).
 
     Returns:
@@ -333,22 +568,30 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
 
     acts = _check_acts(acts)
     check_int_at_least("k", k, 1)
+    if ksg_convention not in _KSG_CONVENTIONS:
+        raise ValueError(f"ksg_convention must be one of {_KSG_CONVENTIONS}, got "
+                         f"{ksg_convention!r}")
     s, n = acts.shape
     if s < k + 1:
         raise ValueError(f"acts must have at least k + 1 = {k + 1} samples (rows) for the KSG "
                          f"estimator, got S = {s}")
-    if key is None:
-        raise ValueError("key must be a jax.random key for method='ksg' (it seeds the jitter "
-                         "that breaks ties)")
-    block = 4 if block_size is None else block_size
+    block = 1 if block_size is None else block_size
     check_int_at_least("block_size", block, 1)
-    chunk = min(s, 1024) if sample_chunk is None else sample_chunk
+    chunk = 64 if sample_chunk is None else sample_chunk
     check_int_at_least("sample_chunk", chunk, 1)
-    if jitter is None:
-        jitter = 1e-10 if acts.dtype == jnp.float64 else 1e-6
-    x = _ksg_prepare(acts, key, jitter)
-    return _over_pairs(n, block, acts.dtype, lambda pi, pj: _ksg_pair_mi(
-        x.T, pi, pj, k, block, chunk))
+    if ksg_convention == "sklearn":
+        if jitter is None:
+            jitter = 1e-10 if acts.dtype == jnp.float64 else 1e-6
+        if key is None and jitter != 0:
+            raise ValueError("key must be a jax.random key for method='ksg' with "
+                             "ksg_convention='sklearn' (it seeds the jitter that breaks ties)")
+        x = _ksg_prepare(acts, key, jitter)
+    else:
+        x = acts
+    strip = _ksg_default_strip(s, k)
+    tab = _ksg_tables(x.T)
+    return _over_pairs(n, block, acts.dtype, lambda pi, pj: _ksg_pairs(
+        tab, pi, pj, k, strip, _KSG_WINDOW, _KSG_LINE_WINDOW, chunk, block)[0])
 
 
 class DiversitySummary(NamedTuple):

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinfo._types import ApplyFn
-from jaxinfo._validation import check_finite, check_positive, check_supervised, is_concrete
+from jaxinfo._validation import check_finite, check_supervised, is_concrete
 from jaxinfo.dynamics import GradientDescent, as_dynamics
 
 __all__ = [
@@ -92,7 +92,8 @@ def as_times(t: Any, *, continuous: bool) -> np.ndarray:
     return ts
 
 
-def spectral_gain(s: jax.Array, ts: jax.Array, *, eta: float, continuous: bool) -> jax.Array:
+def spectral_gain(s: jax.Array, ts: jax.Array, *, eta: float, continuous: bool,
+                  xp: Any = jnp) -> jax.Array:
     """The spectral gain ``g_t(s)`` of closed-form linearized GD.
 
     Args:
@@ -100,6 +101,8 @@ def spectral_gain(s: jax.Array, ts: jax.Array, *, eta: float, continuous: bool) 
       ts: ``[T]`` times: steps (discrete) or gradient-flow time (continuous); ``inf`` for t = ∞.
       eta: effective step ``lr / n``.
       continuous: gradient flow instead of discrete steps.
+      xp: the array module, ``jax.numpy`` (default: traceable) or ``numpy`` (host evaluation
+        without compiling anything, e.g. for the Lanczos plan's Chebyshev fits).
 
     Returns:
       ``[T, m]`` with ``g_t(s)`` as in the module docstring. Near ``s = 0`` the value tends to
@@ -108,22 +111,23 @@ def spectral_gain(s: jax.Array, ts: jax.Array, *, eta: float, continuous: bool) 
       when λ = 0) get ``g = 0``: their eigenvectors lie in the null space of Jᵀ, so they change
       neither weights nor predictions (pseudo-inverse).
     """
-    s = jnp.asarray(s)
-    ts = jnp.asarray(ts, s.dtype)[:, None]
+    s = xp.asarray(s)
+    ts = xp.asarray(ts, s.dtype)[:, None]
     es = eta * s[None, :]
-    small = jnp.abs(es) < 0.5
-    if continuous:
-        decay = -jnp.expm1(-ts * es)  # 1 - exp(-η t s)
-    else:
-        safe = jnp.where(small, es, 0.0)
-        power = jnp.power(1.0 - jnp.where(small, 0.0, es), jnp.where(jnp.isinf(ts), 1.0, ts))
-        decay = jnp.where(small, -jnp.expm1(ts * jnp.log1p(-safe)), 1.0 - power)
-    s_safe = jnp.where(s == 0, 1.0, s)[None, :]
-    finite_gain = jnp.where(s[None, :] == 0, eta * ts, decay / s_safe)
-    tol = jnp.max(jnp.abs(s)) * s.shape[0] * jnp.finfo(s.dtype).eps
-    inf_gain = jnp.where(jnp.abs(s) > tol, 1.0 / s_safe, 0.0)
-    inf_gain = jnp.broadcast_to(inf_gain, finite_gain.shape)
-    return jnp.where(jnp.isinf(ts), inf_gain, finite_gain)
+    small = xp.abs(es) < 0.5
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if continuous:
+            decay = -xp.expm1(-ts * es)  # 1 - exp(-η t s)
+        else:
+            safe = xp.where(small, es, 0.0)
+            power = xp.power(1.0 - xp.where(small, 0.0, es), xp.where(xp.isinf(ts), 1.0, ts))
+            decay = xp.where(small, -xp.expm1(ts * xp.log1p(-safe)), 1.0 - power)
+        s_safe = xp.where(s == 0, 1.0, s)[None, :]
+        finite_gain = xp.where(s[None, :] == 0, eta * ts, decay / s_safe)
+        tol = xp.max(xp.abs(s)) * s.shape[0] * xp.finfo(s.dtype).eps
+        inf_gain = xp.where(xp.abs(s) > tol, 1.0 / s_safe, 0.0)
+        inf_gain = xp.broadcast_to(inf_gain, finite_gain.shape)
+        return xp.where(xp.isinf(ts), inf_gain, finite_gain)
 
 
 def check_step_size(s_max: Any, lr: float, n: int, *, continuous: bool) -> None:

@@ -86,6 +86,38 @@ def _canonical_axes(axes: Sequence[int] | int, ndim: int, name: str) -> tuple[in
     return tuple(sorted(out))
 
 
+def _check_axes(out_ndim: int, n1: int, n2: int, trace_axes, diagonal_axes
+                ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Canonical ``(trace, diag)`` axes for outputs with ``out_ndim`` axes (batch included)."""
+    trace = _canonical_axes(trace_axes, out_ndim, "trace_axes")
+    diag = _canonical_axes(diagonal_axes, out_ndim, "diagonal_axes")
+    if set(trace) & set(diag):
+        raise ValueError(f"an axis cannot be both traced and diagonal: trace_axes={trace_axes}, "
+                         f"diagonal_axes={diagonal_axes}")
+    if 0 in trace:
+        raise ValueError("trace_axes may not contain the batch axis 0")
+    if 0 in diag and n1 != n2:
+        raise ValueError(f"diagonal_axes containing 0 needs len(x1) == len(x2), got {n1} and {n2}")
+    return trace, diag
+
+
+def _check_inputs(params: Any, x1: Any, x2: Any) -> tuple[jax.Array, jax.Array]:
+    """``(x1, x2)`` as arrays (``x2 = x1`` when ``None``), with shapes and values checked."""
+    same = x2 is None
+    x1 = jnp.asarray(x1)
+    x2 = x1 if same else jnp.asarray(x2)
+    if x1.ndim < 1 or x1.shape[0] < 1:
+        raise ValueError(f"x1 must be a non-empty batch [n1, ...], got shape {x1.shape}")
+    if x2.shape[1:] != x1.shape[1:]:
+        raise ValueError(f"x2 must have the feature shape of x1 {x1.shape[1:]}, "
+                         f"got {x2.shape[1:]}")
+    check_finite("x1", x1)
+    if not same:
+        check_finite("x2", x2)
+    check_finite("params", params)
+    return x1, x2
+
+
 def _subscripts(ndim: int, trace: tuple[int, ...], diag: tuple[int, ...]) -> tuple[str, str, str]:
     """einsum letters for the x1 side, the x2 side and the result, axis by axis."""
     letters = iter(string.ascii_letters.replace("Z", ""))
@@ -532,32 +564,13 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
     x1, x2 = g1.x, g2.x
     if batch_size is None and (g1.batch_size or g2.batch_size):
         batch_size = max(g1.batch_size or 0, g2.batch_size or 0)
-    x1 = jnp.asarray(x1)
-    x2 = x1 if same else jnp.asarray(x2)
-    if x1.ndim < 1 or x1.shape[0] < 1:
-        raise ValueError(f"x1 must be a non-empty batch [n1, ...], got shape {x1.shape}")
-    if x2.shape[1:] != x1.shape[1:]:
-        raise ValueError(f"x2 must have the feature shape of x1 {x1.shape[1:]}, "
-                         f"got {x2.shape[1:]}")
-    check_finite("x1", x1)
-    if not same:
-        check_finite("x2", x2)
-    check_finite("params", params)
+    x1, x2 = _check_inputs(params, x1, None if same else x2)
     if batch_size is not None:
         check_int_at_least("batch_size", batch_size, 1)
 
     out_shape = jax.eval_shape(lambda x: apply_fn(params, x), x1[:1]).shape
-    ndim = len(out_shape)
-    trace = _canonical_axes(trace_axes, ndim, "trace_axes")
-    diag = _canonical_axes(diagonal_axes, ndim, "diagonal_axes")
-    if set(trace) & set(diag):
-        raise ValueError(f"an axis cannot be both traced and diagonal: trace_axes={trace_axes}, "
-                         f"diagonal_axes={diagonal_axes}")
-    if 0 in trace:
-        raise ValueError("trace_axes may not contain the batch axis 0")
-    if 0 in diag and x1.shape[0] != x2.shape[0]:
-        raise ValueError(f"diagonal_axes containing 0 needs len(x1) == len(x2), got "
-                         f"{x1.shape[0]} and {x2.shape[0]}")
+    trace, diag = _check_axes(len(out_shape), x1.shape[0], x2.shape[0], trace_axes,
+                              diagonal_axes)
 
     if mesh is not None:
         return _empirical_ntk_sharded(apply_fn, params, x1, x2, same, trace, diag, trace_axes,

@@ -51,7 +51,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -59,8 +59,8 @@ import numpy as np
 from jax.extend.core import Literal, Var
 
 from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
-from jaxinfo._validation import check_finite
-from jaxinfo.ntk import _SYMMETRIC_MIN_N, _SYMMETRIC_PARTS, _canonical_axes, _subscripts
+from jaxinfo.ntk import (_SYMMETRIC_MIN_N, _SYMMETRIC_PARTS, _check_axes, _check_inputs,
+                         _subscripts)
 
 __all__ = ["LeafCost", "StructuredCost", "structured_cost", "structured_ntk"]
 
@@ -396,19 +396,6 @@ def _leaf_costs(plan, num_params, s: _Sizes, budget_entries):
     return out
 
 
-def _check_axes(out_ndim, n1, n2, trace_axes, diagonal_axes):
-    trace = _canonical_axes(trace_axes, out_ndim, "trace_axes")
-    diag = _canonical_axes(diagonal_axes, out_ndim, "diagonal_axes")
-    if set(trace) & set(diag):
-        raise ValueError(f"an axis cannot be both traced and diagonal: trace_axes={trace_axes}, "
-                         f"diagonal_axes={diagonal_axes}")
-    if 0 in trace:
-        raise ValueError("trace_axes may not contain the batch axis 0")
-    if 0 in diag and n1 != n2:
-        raise ValueError(f"diagonal_axes containing 0 needs len(x1) == len(x2), got {n1} and {n2}")
-    return trace, diag
-
-
 def structured_cost(apply_fn: ApplyFn, params: Any, x_shape: Sequence[int], *,
                     n2: int | None = None, trace_axes: Sequence[int] = (-1,),
                     diagonal_axes: Sequence[int] = (), dtype: Any = None,
@@ -534,17 +521,7 @@ def structured_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array 
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable as apply_fn(params, x), got {apply_fn!r}")
     same = x2 is None
-    x1 = jnp.asarray(x1)
-    x2 = x1 if same else jnp.asarray(x2)
-    if x1.ndim < 1 or x1.shape[0] < 1:
-        raise ValueError(f"x1 must be a non-empty batch [n1, ...], got shape {x1.shape}")
-    if x2.shape[1:] != x1.shape[1:]:
-        raise ValueError(f"x2 must have the feature shape of x1 {x1.shape[1:]}, "
-                         f"got {x2.shape[1:]}")
-    check_finite("x1", x1)
-    if not same:
-        check_finite("x2", x2)
-    check_finite("params", params)
+    x1, x2 = _check_inputs(params, x1, x2)
     out_shape = jax.eval_shape(lambda x: apply_fn(params, x), x1[:1]).shape
     trace, diag = _check_axes(len(out_shape), x1.shape[0], x2.shape[0], trace_axes,
                               diagonal_axes)

@@ -15,12 +15,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxinfo._optional import require
+
 __all__ = ["scatter_estimated_vs_actual", "image_grid"]
 
 
 def _pyplot():
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plotting")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

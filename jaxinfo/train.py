@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from jaxinfo._optional import progress_bar
 from jaxinfo._validation import check_finite, check_int_at_least, check_positive
 
 __all__ = ["MLP", "TrainConfig", "TrainResult", "init_mlp", "train_classifier", "accuracy"]
@@ -197,11 +198,8 @@ def train_classifier(apply_fn: Callable, params, train_x, train_y, val_x, val_y,
     epochs_run = np.zeros(n_seeds, int)
     hist_loss, hist_val = [], []
     keys = jax.random.split(key, n_seeds)
-    bar = range(1, config.max_epochs + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(bar, desc="train", leave=False)
+    bar = progress_bar(range(1, config.max_epochs + 1), desc="train", enable=progress,
+                       unit="epoch")
     for ep in bar:
         keys, sub = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
         params, opt_state, ce, val, better, best_p, best_acc = run_epoch(
@@ -215,7 +213,7 @@ def train_classifier(apply_fn: Callable, params, train_x, train_y, val_x, val_y,
         stop = (active & (ep > config.patience_after) & (ce <= config.loss_threshold)
                 & (since >= config.patience))
         active = active & ~stop
-        if progress:
+        if hasattr(bar, "set_postfix"):
             bar.set_postfix(val=f"{np.nanmean(hist_val[-1]):.3f}", ce=f"{np.nanmean(ce):.3f}",
                             active=int(active.sum()))
         if not active.any():

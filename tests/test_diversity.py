@@ -169,3 +169,26 @@ def test_rank_models_and_kendall():
     assert tau == pytest.approx(scipy.stats.kendalltau([1, 2, 3], [1, 3, 2]).statistic)
     with pytest.raises(ValueError, match="measure"):
         rank_models(ent, measure="loss")
+
+
+def test_sweep_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    """Finished levels are stored through jaxinfo.checkpoint and not recomputed on a rerun."""
+    from jaxinfo.experiments import diversity as div
+    from jaxinfo.train import TrainConfig
+
+    cfg = TrainConfig(max_epochs=1, patience_after=1, batch_size=256)
+    kw = dict(experiments=("shuffled",), betas=(0.0, 0.5), dataset="digits", seeds=1,
+              config=cfg, out_dir=str(tmp_path), progress=False,
+              variants=[("best", "test", "global", False)])
+    first = div.run_sweep(**kw)
+    assert sorted(p.name for p in tmp_path.glob("shuffled_*.json")) == ["shuffled_0.5.json",
+                                                                        "shuffled_0.json"]
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished level was recomputed")
+
+    monkeypatch.setattr(div, "run_config", boom)
+    again = div.run_sweep(**kw)
+    assert [r["mean_entropy"] for r in again] == [r["mean_entropy"] for r in first]
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        div.run_sweep(**dict(kw, seeds=2))

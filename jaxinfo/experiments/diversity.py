@@ -26,7 +26,9 @@ from typing import Iterable, Sequence
 import jax
 import numpy as np
 
+from jaxinfo._optional import progress_bar
 from jaxinfo.activations import capture_activations
+from jaxinfo.checkpoint import fingerprint, open_store
 from jaxinfo.data import Dataset, batches, colored, load_digits, load_mnist, shuffled, split
 from jaxinfo.diversity import diversity_summary, rank_models
 from jaxinfo.train import TrainConfig, accuracy, init_mlp, train_classifier
@@ -179,8 +181,10 @@ def run_sweep(experiments: Sequence[str] = ("colored", "shuffled"), *, dataset: 
       config: training configuration.
       bins: histogram bins.
       key: int seed (split, corruption, init, minibatches).
-      out_dir: if given, each level's rows are cached in ``out_dir/<exp>_<value>.csv`` and
-        reused when present (resume), and the full table goes to ``out_dir/sweep.csv``.
+      out_dir: if given, each finished level's rows are checkpointed there
+        (:mod:`jaxinfo.checkpoint`: ``<exp>_<value>.json``, atomic, fingerprinted by the
+        settings) and reused when present (resume); the full table goes to
+        ``out_dir/sweep.csv``.
       variants: see :func:`run_config`.
       progress: tqdm bars.
     """
@@ -188,21 +192,22 @@ def run_sweep(experiments: Sequence[str] = ("colored", "shuffled"), *, dataset: 
         config = TrainConfig(max_epochs=30, patience_after=30)
     splits = load_splits(dataset, key)
     todo = [(e, v) for e in experiments for v in (alphas if e == "colored" else betas)]
-    bar = todo
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(todo, desc="sweep")
+    store = None
+    if out_dir:
+        fp = fingerprint(dataset=dataset, seeds=seeds, config=repr(config), bins=bins, key=key,
+                         variants=repr(variants))
+        store = open_store(out_dir, fp, kind="diversity_sweep", dataset=dataset, seeds=seeds)
     rows: list[dict] = []
-    for exp, v in bar:
-        path = os.path.join(out_dir, f"{exp}_{v:g}.csv") if out_dir else None
-        if path and os.path.exists(path):
-            rows += read_csv(path)
+    for exp, v in progress_bar(todo, desc="sweep", enable=progress):
+        name = f"{exp}_{v:g}"
+        cached = None if store is None else store.load_json(name)
+        if cached is not None:
+            rows += cached
             continue
         r = run_config(exp, v, splits=splits, seeds=seeds, key=key, config=config, bins=bins,
                        variants=variants, progress=progress)
-        if path:
-            write_csv(r, path)
+        if store is not None:
+            store.save_json(name, r)
         rows += r
     if out_dir:
         write_csv(rows, os.path.join(out_dir, "sweep.csv"))

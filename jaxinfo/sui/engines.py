@@ -19,7 +19,7 @@ side ``D_i r0`` and the step ``lr/(n−1)``; its padded solution α'_i (zeros on
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
