@@ -28,10 +28,10 @@ def one_case(name: str, cache: str | None) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     import jaxinfo
+
+    if cache:
+        jaxinfo.enable_compilation_cache(cache)
     from jaxinfo.experiments.sui import MLP
 
     n, t = CASES[name]

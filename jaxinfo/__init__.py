@@ -11,6 +11,7 @@ The public API is flat: every name in ``__all__`` is importable as ``jaxinfo.<na
 listed in the README. Submodules (``jaxinfo.data``, ``jaxinfo.checkpoint``, ``jaxinfo.sui``, ...)
 hold the rest. The mathematics is in ``docs/``.
 """
+from jaxinfo.compilation import enable_compilation_cache
 from jaxinfo.dynamics import GradientDescent
 
 # --- data ---
@@ -40,8 +41,8 @@ from jaxinfo.diversity import (DiversitySummary, Ranking, bin_activations, diver
 __version__ = "0.2.0"
 
 __all__ = [
-    # dynamics
-    "GradientDescent",
+    # dynamics, compilation
+    "GradientDescent", "enable_compilation_cache",
     # data
     "Dataset", "batches", "colored", "load_digits", "load_idx", "load_mnist", "load_tfds",
     "select_classes", "shuffled", "split",

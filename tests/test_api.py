@@ -204,3 +204,16 @@ def test_float32_closed_form_interpolates_at_t_inf():
     resid = np.abs(np.asarray(res.train_pred[-1]) - y).max()
     assert resid < 1e-5, resid  # 0.038 before the fix
     assert res.train_pred.dtype == jnp.float32
+
+
+def test_compilation_cache_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import jax, jax.numpy as jnp, jaxinfo, sys; "
+            "jaxinfo.enable_compilation_cache(sys.argv[1], min_compile_time_secs=0); "
+            "print(jax.jit(lambda a: jnp.linalg.eigh(a @ a.T)[0])(jnp.ones((8, 8))).sum())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr
+    assert any(tmp_path.iterdir()), "no compiled program was stored"

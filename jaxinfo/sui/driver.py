@@ -46,6 +46,8 @@ __all__ = ["unique_information", "unique_information_from_kernel", "unique_infor
 
 # t_max·m below which the vectorised power sum beats LAPACK's tridiagonal solver per sample.
 _POWER_GAIN_MAX_WORK = 4_000_000
+# Lanczos step counts are rounded up to a multiple of this (one compilation for nearby settings).
+_LANCZOS_BUCKET = 16
 
 
 @dataclasses.dataclass
@@ -219,6 +221,15 @@ def _resolve(st: _Setup, solver: LOOSolver):
         warnings.warn(f"Lanczos reached relative error bound {plan.rel_bound:.2e} > "
                       f"tol={solver.tol:g} with max_iter={plan.iterations} steps; use "
                       "method='exact' or a larger max_iter", RuntimeWarning, stacklevel=3)
+    elif solver.max_iter is None and plan.iterations < dim:
+        # Round the step count up to a multiple of _LANCZOS_BUCKET: the compiled Lanczos
+        # recurrence is then reused across nearby hyperparameters (lr, λ, t move m a little).
+        # More steps only shrink the error, so the bound computed for m stays valid.
+        bucket = min(dim, -(-plan.iterations // _LANCZOS_BUCKET) * _LANCZOS_BUCKET)
+        if bucket >= dim:
+            plan = plan._replace(iterations=dim, abs_bound=0.0, rel_bound=0.0)
+        else:
+            plan = plan._replace(iterations=bucket)
     return "lanczos", plan
 
 
