@@ -166,3 +166,50 @@ def test_data_mesh_and_initialize_errors(monkeypatch):
     monkeypatch.setenv(distributed.ENV_PROCESS_ID, "one")
     with pytest.raises(ValueError, match="JAXINFO_PROCESS_ID"):
         distributed.initialize()
+
+
+_WORKER = """
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+from jaxinfo.distributed import initialize, to_host
+initialize()                                  # from JAXINFO_* environment variables
+""" + _PRELUDE.replace("assert jax.device_count() == 8, jax.devices()",
+                       "assert jax.device_count() == 8 and jax.local_device_count() == 4") + """
+x, y = jax.random.normal(k3, (16, D)), jax.random.normal(k4, (16, K))
+mesh = data_mesh(2)
+ref = jaxinfo.empirical_ntk(f, params, x, trace_axes=(), implementation="jacobian")
+out = jaxinfo.empirical_ntk(f, params, x, trace_axes=(), implementation="jacobian", mesh=mesh)
+assert row_sharded(out) and not out.is_fully_addressable
+assert rel(to_host(out), ref) <= 1e-10
+kw = dict(dynamics=GradientDescent(lr=0.5, t=40.0), solver=LOOSolver(chunk_size=5),
+          progress=False)
+a = jaxinfo.unique_information(f, params, x, y, **kw)
+b = jaxinfo.unique_information(f, params, x, y, mesh=mesh, **kw)
+assert rel(b.weight_si, a.weight_si) <= 1e-10 and rel(b.functional_si, a.functional_si) <= 1e-10
+print("OK")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("JAXINFO_TEST_MULTIPROCESS") != "1",
+                    reason="two processes x 4 CPU devices on localhost ports (15-60 s): set "
+                           "JAXINFO_TEST_MULTIPROCESS=1")
+def test_two_processes_like_two_hosts():
+    """jaxinfo.distributed.initialize + a mesh over two processes (gloo CPU collectives)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                   JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+                   JAXINFO_COORDINATOR_ADDRESS=f"localhost:{port}", JAXINFO_NUM_PROCESSES="2",
+                   JAXINFO_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen([sys.executable, "-c", _WORKER], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and out.strip().endswith("OK"), f"{out}\n{err[-4000:]}"
