@@ -368,9 +368,11 @@ def _empirical_ntk_sharded(apply_fn, params, x1, x2, same, trace, diag, trace_ax
                                                  memory_budget):
         impl = "structured"
     per_sample = int(np.prod(out_shape[1:])) * _num_params(params) * x1.dtype.itemsize
-    ring_bytes = 3 * -(-max(n1, n2) // data) * per_sample // model
+    block = -(-max(n1, n2) // data)  # samples of one "data" block
+    ring_bytes = 3 * block * per_sample // model
+    blocks_fit = batch_size is None or batch_size >= block
     if impl == "auto":
-        if ring_bytes <= memory_budget and batch_size is None:
+        if ring_bytes <= memory_budget and blocks_fit:
             impl = "ring"
         elif 2 * per_sample <= memory_budget:
             impl = "jacobian"
@@ -379,7 +381,7 @@ def _empirical_ntk_sharded(apply_fn, params, x1, x2, same, trace, diag, trace_ax
                 batch_size = int(fits)
         else:
             impl = "ntvp"
-    elif impl == "jacobian" and (batch_size is None or batch_size >= -(-max(n1, n2) // data)):
+    elif impl == "jacobian" and blocks_fit:
         impl = "ring"
     params = jax.tree_util.tree_map(lambda a: _dist.put(a, _dist.replicated(mesh)), params)
     split = _dist.rows_sharding(mesh, None, _dist.sample_axes(mesh))
@@ -533,6 +535,8 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
       batch_size: samples per block (``"jacobian"``: the kernel is assembled block by block,
         so peak memory is about ``2·batch_size·K·P`` numbers; ``"ntvp"``: basis vectors
         processed at once). ``None``: one block (``"auto"`` shrinks it to fit the budget).
+        With a mesh, a ``batch_size`` below the per-device block ``ceil(n/D)`` replaces the
+        ring by blocks of that size on each device.
       memory_budget: bytes one block of Jacobians may use (``"auto"`` only; with a mesh,
         per device).
       mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis (samples) and optionally a
