@@ -20,6 +20,7 @@ device), then build the mesh with :func:`data_mesh`: it spans the devices of all
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -179,7 +180,7 @@ def put(x: Any, sharding: NamedSharding) -> jax.Array:
     if isinstance(x, jax.Array) and x.sharding == sharding:
         return x
     if isinstance(x, jax.Array) and not x.is_fully_addressable:  # global: reshard on device
-        return jax.jit(lambda a: a, out_shardings=sharding)(x)
+        return reshard(x, sharding)
     if jax.process_count() == 1:
         return jax.device_put(x, sharding)
     host = np.asarray(x)
@@ -190,5 +191,15 @@ def to_host(x: jax.Array) -> np.ndarray:
     """A numpy copy of a (possibly sharded, possibly multi-host) array."""
     if not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated:
         return np.asarray(x)
-    mesh = x.sharding.mesh
-    return np.asarray(jax.jit(lambda a: a, out_shardings=replicated(mesh))(x))
+    return np.asarray(reshard(x, replicated(x.sharding.mesh)))
+
+
+def reshard(x: jax.Array, sharding: NamedSharding, dtype: Any = None) -> jax.Array:
+    """``x`` (cast to ``dtype`` if given) laid out as ``sharding``, on the devices (one
+    compiled program per sharding and dtype)."""
+    return _resharder(sharding, None if dtype is None else np.dtype(dtype))(x)
+
+
+@functools.lru_cache(maxsize=64)
+def _resharder(sharding: NamedSharding, dtype):
+    return jax.jit(lambda a: a if dtype is None else a.astype(dtype), out_shardings=sharding)

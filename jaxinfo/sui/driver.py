@@ -26,7 +26,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from jax.sharding import Mesh
 
 from jaxinfo import distributed as _dist
@@ -68,13 +67,8 @@ class _Setup:
     def c_inv(self) -> jax.Array:
         if self.prob.c_inv is None:
             c_inv = engines.schur_inverse(self.prob, self.n, float(self.dyn.weight_decay))
-            self.prob = self.prob._replace(c_inv=self._rows(c_inv))
+            self.prob = self.prob._replace(c_inv=_on_mesh(c_inv, self.mesh, rows=True))
         return self.prob.c_inv
-
-    def _rows(self, a):
-        if self.mesh is None or a is None:
-            return a
-        return _dist.put(a, _dist.rows_sharding(self.mesh, a.shape[0]))
 
     @property
     def theta_split(self) -> bool:
@@ -86,6 +80,14 @@ class _Setup:
         if self.mesh is None:
             return None
         return _dist.replicated(self.mesh) if self.theta_split else _dist.rows_sharding(self.mesh)
+
+
+def _on_mesh(a, mesh: Mesh | None, *, rows: bool):
+    """``a`` sharded by rows over ``"data"`` (``rows``) or replicated; unchanged without mesh."""
+    if mesh is None or a is None:
+        return a
+    return _dist.put(a, _dist.rows_sharding(mesh, a.shape[0]) if rows
+                     else _dist.replicated(mesh))
 
 
 def _place(dtype: str | None, mesh: Mesh | None, theta, r0, theta_ref):
@@ -106,12 +108,10 @@ def _place(dtype: str | None, mesh: Mesh | None, theta, r0, theta_ref):
                 if jnp.issubdtype(a.dtype, jnp.floating) else np.float32)
         rows = _dist.rows_sharding(mesh, a.shape[0])
         if isinstance(a, jax.Array):
-            return jax.jit(lambda b: b.astype(want), out_shardings=rows)(a)
+            return _dist.reshard(a, rows, want)
         return _dist.put(np.asarray(a, want), rows)
 
-    r0 = to_host64(dtype, r0)[0] if isinstance(r0, jax.Array) or dtype is None \
-        else np.asarray(r0, np.float64)
-    return kernel(theta), r0, kernel(theta_ref)
+    return kernel(theta), to_host64(dtype, r0)[0], kernel(theta_ref)
 
 
 def _check_finite_sharded(name: str, a) -> None:
@@ -163,17 +163,12 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
     prob = engines.prepare(theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), lr, lam, n=n,
                            spectral=spectral, continuous=dyn.continuous, zero_decay=lam == 0)
     if mesh is not None:  # big factors by rows like Θ; the small vectors on every device
-        def put(a, rows):
-            if a is None:
-                return None
-            return _dist.put(a, _dist.rows_sharding(mesh, a.shape[0]) if rows
-                             else _dist.replicated(mesh))
-
-        prob = prob._replace(theta=theta, theta_ref=theta_ref, eigvecs=put(prob.eigvecs, True),
-                             c_inv=put(prob.c_inv, True), r0=put(prob.r0, False),
-                             alpha=put(prob.alpha, False), r_full=put(prob.r_full, False),
-                             eigvals=put(prob.eigvals, False),
-                             min_pivot=put(prob.min_pivot, False))
+        big = {"eigvecs": prob.eigvecs, "c_inv": prob.c_inv}
+        small = {"r0": prob.r0, "alpha": prob.alpha, "r_full": prob.r_full,
+                 "eigvals": prob.eigvals, "min_pivot": prob.min_pivot}
+        prob = prob._replace(theta=theta, theta_ref=theta_ref,
+                             **{key: _on_mesh(a, mesh, rows=True) for key, a in big.items()},
+                             **{key: _on_mesh(a, mesh, rows=False) for key, a in small.items()})
     s_max = float(prob.eigvals[-1]) if spectral else float(engines.lambda_max(theta))
     check_step_size(s_max + n * lam, lr, n, continuous=dyn.continuous)
     check_step_size(s_max + (n - 1) * lam, lr, n - 1, continuous=dyn.continuous)
