@@ -1,4 +1,4 @@
-"""Empirical-NTK speed and memory: jaxinfo's two implementations vs a naive contraction.
+"""Empirical-NTK speed and memory: jaxinfo's implementations vs a naive contraction.
 
 Run: ``.venv/bin/python benchmarks/bench_ntk.py [--sizes 256 1024] [--repeats 3]``
 
@@ -9,6 +9,8 @@ wall time (best of ``--repeats``, after one compile run) of
   the Jacobian and forming ``J Jᵀ`` (what one writes without jaxinfo);
 - ``jacobian``: jaxinfo's vmapped per-sample Jacobian contraction;
 - ``ntvp``: jaxinfo's NTK-vector products;
+- ``structured``: jaxinfo's structured derivatives (layer inputs and output cotangents),
+  with the ratio ``jacobian / structured`` (goal ≥ 10× on the wide 196-1024-1 MLP, n = 1024);
 - ``neural_tangents``: ``nt.empirical_ntk_fn`` when it imports (it needs jax < 0.6);
 
 with the ratio naive / implementation, and the memory XLA allocates for the ``jacobian``
@@ -56,7 +58,11 @@ def cnn(key, channels=16):
     return apply_fn, params, (14, 14, 1)
 
 
-MODELS = {"mlp": mlp, "cnn": cnn}
+def wide(key):
+    return mlp(key, d=196, width=1024)
+
+
+MODELS = {"mlp": mlp, "wide": wide, "cnn": cnn}
 
 
 def naive_ntk(apply_fn, params, x):
@@ -115,7 +121,7 @@ def main():
     print(f"# machine: {platform.processor() or platform.machine()}, "
           f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     header = f"{'model':5} {'n':>5} {'P':>7} {'naive s':>9} {'jacobian s':>11} {'ntvp s':>9} " \
-             f"{'naive/jac':>9} {'naive/ntvp':>10}"
+             f"{'struct s':>9} {'naive/jac':>9} {'naive/ntvp':>10} {'jac/struct':>10}"
     if nt is not None:
         header += f" {'nt s':>8}"
     print(header)
@@ -124,7 +130,7 @@ def main():
             apply_fn, params, x = setup(model, n)
             p = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
             ref = naive_ntk(apply_fn, params, x)
-            for impl in ("jacobian",):
+            for impl in ("jacobian", "structured"):
                 got = empirical_ntk(apply_fn, params, x, implementation=impl)
                 err = float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref)))
                 assert err < 1e-4, (model, n, impl, err)
@@ -133,13 +139,16 @@ def main():
                                                     implementation="jacobian"), args.repeats)
             # ntvp costs ~n²·K forward-backward passes of single samples: on CPU the vmapped
             # convolutions make it minutes for the CNN beyond n = 256, so it is skipped there.
-            if model == "cnn" and n > 256:
+            if model in ("cnn", "wide") and n > 256:
                 t_ntvp = float("nan")
             else:
                 t_ntvp = best_time(lambda: empirical_ntk(apply_fn, params, x,
                                                          implementation="ntvp"), args.repeats)
+            t_str = best_time(lambda: empirical_ntk(apply_fn, params, x,
+                                                    implementation="structured"), args.repeats)
             line = (f"{model:5} {n:5d} {p:7d} {t_naive:9.3f} {t_jac:11.3f} {t_ntvp:9.3f} "
-                    f"{t_naive / t_jac:9.1f} {t_naive / t_ntvp:10.1f}")
+                    f"{t_str:9.3f} {t_naive / t_jac:9.1f} {t_naive / t_ntvp:10.1f} "
+                    f"{t_jac / t_str:10.1f}")
             if nt is not None:
                 fn = nt.empirical_ntk_fn(lambda p_, x_: apply_fn(p_, x_), trace_axes=(-1,))
                 t_nt = best_time(lambda: fn(x, None, params), args.repeats)
@@ -149,7 +158,7 @@ def main():
     n = max(args.sizes)
     print(f"\n# XLA buffer accounting of implementation='jacobian' at n={n} "
           "(compiled program's temporaries; the output kernel is extra)")
-    for model in MODELS:
+    for model in ("mlp", "cnn"):
         for bs in (None, args.batch_size):
             m = peak_memory(model, n, bs)
             print(f"{model:5} batch_size={str(bs):>5}: temporaries {m['temp_mib']:8.1f} MiB, "

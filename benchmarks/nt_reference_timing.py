@@ -1,11 +1,19 @@
-"""neural-tangents' own empirical-NTK timings, as a reference for jaxinfo's benchmarks.
+"""neural-tangents vs jaxinfo on neural-tangents' own MLP, in the same run (same process).
 
 Runs ONLY in a separate environment with neural-tangents 0.6.5 (it does not import on JAX >= 0.6,
-and its implementation 3, structured derivatives, needs JAX <= 0.4.25), never in jaxinfo's::
+and its implementation 3, structured derivatives, runs only on JAX <= 0.4.25), never in
+jaxinfo's. jaxinfo's kernel modules import on those JAX versions too, so both libraries are
+timed in one process on the same ``apply_fn``, parameters and inputs::
 
     python3 -m venv /tmp/ntenv
-    /tmp/ntenv/bin/pip install "jax[cpu]==0.4.25" "jaxlib==0.4.25" "neural-tangents==0.6.5" "numpy<2"
-    /tmp/ntenv/bin/python benchmarks/nt_reference_timing.py [--n 256] [--repeats 3]
+    /tmp/ntenv/bin/pip install "jax[cpu]==0.5.3" "jaxlib==0.5.3" "neural-tangents==0.6.5" \
+        "flax==0.10.4" "optax==0.2.4"
+    PYTHONPATH=. /tmp/ntenv/bin/python benchmarks/nt_reference_timing.py [--n 256] [--repeats 3]
+
+(the same with ``jax==0.4.25``, ``numpy<2`` for neural-tangents' structured derivatives).
+Failures of an implementation are reported, not hidden. jaxinfo is timed through its
+neural-tangents drop-in, ``jaxinfo.empirical_ntk_fn``, with ``implementation="structured"``
+and ``"jacobian"``; the ratio is against neural-tangents' best implementation that ran.
 
 Model: ``stax.serial(Dense(512), Tanh, Dense(512), Tanh, Dense(5))`` (stax defaults: NTK
 parameterization, ``W_std=1``, no biases; stax has no Tanh layer, so ``Elementwise(jnp.tanh)``) on
@@ -60,12 +68,16 @@ def main() -> None:
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
     print(f"MLP 196-512-512-5 tanh, {n_params} params, x [{args.n}, {args.d}] float32, "
           f"kernel [{args.n}, {args.n}, 5, 5] (trace_axes=()), best of {args.repeats} warm runs")
-    ref = None
-    for impl in args.implementations:
-        fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
-                                         implementation=impl))
-        t0 = time.perf_counter()
-        k = jax.block_until_ready(fn(x, None, params))
+    ref, best = None, {}
+
+    def run(label, fn):
+        nonlocal ref
+        try:
+            t0 = time.perf_counter()
+            k = jax.block_until_ready(fn(x, None, params))
+        except Exception as e:  # noqa: BLE001 - report which implementation does not run
+            print(f"{label:38s}: FAILS ({type(e).__name__}: {str(e).splitlines()[0][:90]})")
+            return
         first = time.perf_counter() - t0
         times = []
         for _ in range(args.repeats):
@@ -75,9 +87,28 @@ def main() -> None:
         k = np.asarray(k, np.float64)
         ref = k if ref is None else ref
         err = np.max(np.abs(k - ref)) / np.max(np.abs(ref))
-        print(f"implementation {impl} ({IMPLEMENTATIONS[impl]:22s}): best {min(times):8.3f} s  "
-              f"(all {', '.join(f'{t:.3f}' for t in times)}; first call incl. compile "
-              f"{first:.2f} s)  shape {k.shape}  max rel diff vs first impl {err:.1e}")
+        best[label] = min(times)
+        print(f"{label:38s}: best {min(times):8.3f} s  (all "
+              f"{', '.join(f'{t:.3f}' for t in times)}; first call incl. compile {first:.2f} s)"
+              f"  shape {k.shape}  max rel diff vs first {err:.1e}")
+
+    for impl in args.implementations:
+        run(f"neural-tangents {impl} {IMPLEMENTATIONS[impl]}",
+            jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
+                                        implementation=impl)))
+    try:
+        from jaxinfo.ntk import empirical_ntk_fn
+    except ImportError as e:
+        print(f"jaxinfo not importable here ({e}); run with PYTHONPATH=<jaxinfo checkout>")
+        return
+    for impl in ("structured", "jacobian"):
+        run(f"jaxinfo {impl}", jax.jit(empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0,
+                                                        implementation=impl)))
+    nt_best = min((v, k) for k, v in best.items() if k.startswith("neural-tangents"))
+    ours = best.get("jaxinfo structured")
+    if ours:
+        print(f"\njaxinfo structured vs neural-tangents' best implementation that ran "
+              f"({nt_best[1]}, {nt_best[0]:.3f} s): {nt_best[0] / ours:.1f}x")
 
 
 if __name__ == "__main__":

@@ -572,3 +572,256 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
         x = x.reshape(len(x), size, f, size, f, x.shape[-1]).mean(axis=(2, 4))
     x = x.reshape(len(x), -1) if flatten else x
     return Dataset(x.astype(np.float32), np.asarray(ys, np.int32))
+
+
+# ============================================================================ corruptions and
+# data sources for the applications of smooth unique information (Harutyunyan et al. 2021):
+# corrupted-sample detection, under-sampled classes, data sources, adversarial samples. Each
+# function is deterministic from its key (int seed, numpy Generator or JAX key: ``_rng``) and
+# returns the data together with a mask of what it changed.
+
+__all__ += ["label_noise", "subsample_classes", "resize_images", "gaussian_images",
+            "mix_sources", "example_sources", "adversarial"]
+
+
+def _num_classes(data: Dataset, num_classes: int | None) -> int:
+    k = int(num_classes) if num_classes is not None else int(np.max(data.y)) + 1
+    if k < 2:
+        raise ValueError(f"num_classes must be >= 2, got {k}")
+    if len(data.y) and (int(np.max(data.y)) >= k or int(np.min(data.y)) < 0):
+        raise ValueError(f"labels must be in [0, {k}), got range "
+                         f"[{int(np.min(data.y))}, {int(np.max(data.y))}]")
+    return k
+
+
+def label_noise(data: Dataset, fraction: float, key, *, num_classes: int | None = None
+                ) -> tuple[Dataset, np.ndarray]:
+    """Uniform label noise: a random ``fraction`` of the labels replaced by a *different* class.
+
+    Exactly ``round(fraction · n)`` samples are chosen without replacement; each gets a label
+    drawn uniformly from the ``num_classes − 1`` classes other than its own (for two classes:
+    the label is flipped). Unlike :func:`shuffled`, every chosen label really changes, so the
+    mask is exactly ``new_y != y``.
+
+    Args:
+      data: ``Dataset`` with ``y`` ``[n]`` int labels in ``[0, num_classes)``.
+      fraction: in ``[0, 1]``.
+      key: int seed, numpy Generator or JAX key.
+      num_classes: default ``max(y) + 1``.
+
+    Returns:
+      ``(Dataset(x, noisy_y), mask)`` with ``mask`` ``[n]`` bool, True where the label changed.
+    """
+    fraction = _check_fraction("fraction", fraction)
+    k = _num_classes(data, num_classes)
+    rng = _rng(key)
+    n = len(data.y)
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
+    y = np.asarray(data.y, np.int32).copy()
+    # y + u (mod k) with u uniform on 1..k-1 is uniform on the other classes
+    y[mask] = (y[mask] + rng.integers(1, k, size=int(mask.sum()))) % k
+    return Dataset(data.x, y.astype(np.int32)), mask
+
+
+def subsample_classes(data: Dataset, fractions: Mapping[int, float], key
+                      ) -> tuple[Dataset, np.ndarray]:
+    """Keeps a random ``fractions[c]`` of the samples of each listed class ``c`` (others: all).
+
+    Class ``c`` with ``n_c`` samples keeps ``max(1, round(fractions[c] · n_c))`` of them
+    (``0`` for a fraction of exactly 0): the first ones of a random permutation of the class,
+    so that with the same key a smaller fraction keeps a subset of what a larger one keeps
+    (nested subsamples). Dataset order is kept.
+
+    Args:
+      data: the dataset (``y`` ``[n]`` int labels).
+      fractions: ``{class: fraction in [0, 1]}``.
+      key: int seed, numpy Generator or JAX key.
+
+    Returns:
+      ``(subset, kept)``: the subset and ``kept`` ``[n]`` bool over the *original* samples
+      (``np.flatnonzero(kept)`` are the indices of the subset's rows).
+    """
+    rng = _rng(key)
+    y = np.asarray(data.y)
+    kept = np.ones(len(y), bool)
+    for c in sorted(fractions):
+        f = _check_fraction(f"fractions[{c}]", fractions[c])
+        idx = np.flatnonzero(y == int(c))
+        if idx.size == 0:
+            raise ValueError(f"class {c} has no samples (labels present: {np.unique(y).tolist()})")
+        keep_n = 0 if f == 0 else max(1, int(round(f * idx.size)))
+        kept[idx] = False
+        kept[rng.permutation(idx)[:keep_n]] = True
+    return Dataset(data.x[kept], y[kept].astype(np.int32)), kept
+
+
+def resize_images(x: np.ndarray, side: int) -> np.ndarray:
+    """Bilinear resize of square images ``[n, s·s]`` or ``[n, s, s, c]`` to ``side × side``.
+
+    Returns the same layout (flattened in, flattened out), float32, clipped to ``[0, 1]``.
+    """
+    import jax
+
+    x = np.asarray(x, np.float32)
+    flat = x.ndim == 2
+    if flat:
+        s = int(round(np.sqrt(x.shape[1])))
+        if s * s != x.shape[1]:
+            raise ValueError(f"flattened images must be square, got {x.shape[1]} pixels")
+        x = x.reshape(len(x), s, s, 1)
+    if x.ndim != 4:
+        raise ValueError(f"images must be [n, s*s] or [n, s, s, c], got shape {x.shape}")
+    out = np.asarray(jax.image.resize(x, (len(x), side, side, x.shape[-1]), "linear"))
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    return out.reshape(len(out), -1) if flat else out
+
+
+def gaussian_images(n: int, shape: Sequence[int], key, *, num_classes: int = 2,
+                    mean: float = 0.5, std: float = 0.25) -> Dataset:
+    """Pure-noise images: pixels ``clip(N(mean, std²), 0, 1)`` and uniform random labels.
+
+    Returns:
+      ``Dataset`` with ``x`` ``[n, *shape]`` float32 and ``y`` ``[n]`` int32 in
+      ``[0, num_classes)``.
+    """
+    rng = _rng(key)
+    x = np.clip(rng.normal(mean, std, (int(n),) + tuple(int(s) for s in shape)), 0, 1)
+    return Dataset(x.astype(np.float32), rng.integers(0, num_classes, int(n)).astype(np.int32))
+
+
+def mix_sources(sources: Mapping[str, Dataset], key, *, shuffle: bool = True
+                ) -> tuple[Dataset, np.ndarray]:
+    """Concatenates several data sources, recording which source each sample came from.
+
+    Args:
+      sources: ``{name: Dataset}`` with one feature shape; source ``j`` is the ``j``-th name in
+        the mapping's order.
+      key: int seed, numpy Generator or JAX key (for the shuffle).
+      shuffle: shuffle the concatenated samples (otherwise source by source).
+
+    Returns:
+      ``(Dataset, source)``: ``source`` ``[n]`` int32 source ids, so ``source == j`` is the
+      boolean mask of the samples of ``list(sources)[j]``.
+    """
+    names = list(sources)
+    if not names:
+        raise ValueError("sources must hold at least one Dataset")
+    shapes = {tuple(np.shape(sources[s].x)[1:]) for s in names}
+    if len(shapes) != 1:
+        raise ValueError(f"every source must have the same feature shape, got "
+                         f"{ {s: tuple(np.shape(sources[s].x)[1:]) for s in names} }")
+    x = np.concatenate([np.asarray(sources[s].x, np.float32) for s in names])
+    y = np.concatenate([np.asarray(sources[s].y, np.int32) for s in names])
+    src = np.concatenate([np.full(len(sources[s].y), j, np.int32) for j, s in enumerate(names)])
+    if shuffle:
+        perm = _rng(key).permutation(len(y))
+        x, y, src = x[perm], y[perm], src[perm]
+    return Dataset(x, y), src
+
+
+def example_sources(n_per_source: int, key, *, classes: Sequence[int] = (4, 9),
+                    noisy_fraction: float = 0.5, side: int = 14) -> dict[str, Dataset]:
+    """Four sources of the same classes, relabelled ``0..C-1``, ``n_per_source`` each, as
+    flattened ``side × side`` images (``[n, side²]``; default 14×14).
+
+    - ``"mnist"``: clean bundled MNIST (28×28 or 14×14 pooled; other sides resized);
+    - ``"mnist_noisy_labels"``: other MNIST images with a ``noisy_fraction`` of flipped labels
+      (:func:`label_noise`);
+    - ``"digits_14x14"``: scikit-learn's 8×8 digits upsampled to 14×14 (:func:`resize_images`;
+      resized to ``side`` — the name is kept);
+    - ``"gaussian_noise"``: pure-noise images with random labels (:func:`gaussian_images`).
+
+    Feed it to :func:`mix_sources`. Needs ``2·n_per_source`` MNIST images of the classes
+    (500 per class are bundled).
+    """
+    rng = _rng(key)
+    mnist = load_mnist(classes, size=28 if side == 28 else 14, relabel=True)
+    digits = load_digits(classes, relabel=True)
+    if 2 * n_per_source > len(mnist.y) or n_per_source > len(digits.y):
+        raise ValueError(f"n_per_source={n_per_source} is too large: {len(mnist.y)} MNIST and "
+                         f"{len(digits.y)} digits images of classes {list(classes)}")
+    clean, noisy = split(mnist, [n_per_source, n_per_source], rng)
+    noisy, _ = label_noise(noisy, noisy_fraction, rng, num_classes=len(classes))
+    (dig,) = split(digits, [n_per_source], rng)
+    dig = Dataset(resize_images(dig.x, side), dig.y)
+    if side not in (14, 28):
+        clean, noisy = (Dataset(resize_images(d.x, side), d.y) for d in (clean, noisy))
+    noise = gaussian_images(n_per_source, (side * side,), rng, num_classes=len(classes))
+    return {"mnist": clean, "mnist_noisy_labels": noisy, "digits_14x14": dig,
+            "gaussian_noise": noise}
+
+
+def adversarial(apply_fn, params, data: Dataset, fraction: float, key, *, eps: float,
+                method: str = "fgsm", steps: int = 10, step_size: float | None = None,
+                loss: str = "mse", targets: np.ndarray | None = None,
+                clip: tuple[float, float] | None = (0.0, 1.0), batch_size: int = 512
+                ) -> tuple[Dataset, np.ndarray]:
+    """Replaces a random ``fraction`` of the inputs by adversarial versions (labels kept).
+
+    The attack (:mod:`jaxinfo.attacks`) maximises the loss of the model ``apply_fn(params, ·)``
+    — typically the trained network — within the L∞ ball of radius ``eps`` (input units).
+
+    Args:
+      apply_fn, params: the attacked model, ``apply_fn(params, x [b, ...]) -> [b, k]``.
+      data: ``Dataset``; ``x`` ``[n, ...]``, ``y`` ``[n]`` int labels.
+      fraction: fraction of samples attacked (exactly ``round(fraction · n)``).
+      key: int seed, numpy Generator or JAX key (choice of samples and PGD's random start).
+      eps: L∞ radius ε ≥ 0.
+      method: ``"fgsm"`` or ``"pgd"``.
+      steps, step_size: PGD steps and step (default ``2.5·ε/steps``).
+      loss: ``"mse"`` (½‖f(x) − target‖²; targets default to ``y`` as a column for k = 1, one-hot
+        otherwise) or ``"cross_entropy"`` (integer labels; logistic for k = 1).
+      targets: ``[n, k]`` regression targets for ``"mse"`` (default from the labels).
+      clip: valid input range ``(lo, hi)`` or ``None``.
+      batch_size: rows attacked per jitted call.
+
+    Returns:
+      ``(Dataset(x_adv, y), mask)``, ``mask`` ``[n]`` bool: the attacked samples.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxinfo import attacks
+
+    fraction = _check_fraction("fraction", fraction)
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if method not in ("fgsm", "pgd"):
+        raise ValueError(f"method must be 'fgsm' or 'pgd', got {method!r}")
+    if loss not in ("mse", "cross_entropy"):
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    rng = _rng(key)
+    n = len(data.y)
+    mask = np.zeros(n, bool)
+    mask[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
+    idx = np.flatnonzero(mask)
+    x = np.asarray(data.x, np.float32).copy()
+    if idx.size == 0:
+        return Dataset(x, data.y), mask
+    if loss == "mse":
+        if targets is None:
+            k = int(apply_fn(params, jnp.asarray(x[:1])).shape[-1])
+            targets = (data.y[:, None].astype(np.float32) if k == 1 else
+                       np.eye(k, dtype=np.float32)[data.y])
+        tgt, loss_fn = np.asarray(targets, np.float32), attacks.mse_loss(apply_fn, params)
+    else:
+        tgt, loss_fn = np.asarray(data.y, np.int32), attacks.cross_entropy_loss(apply_fn, params)
+    lo, hi = (None, None) if clip is None else clip
+    step = 2.5 * eps / max(int(steps), 1) if step_size is None else float(step_size)
+    pgd_key = jax.random.PRNGKey(int(rng.integers(0, 2 ** 31 - 1)))
+
+    @jax.jit
+    def attack(xb, yb, k):
+        if method == "fgsm":
+            return attacks.fgsm(loss_fn, xb, yb, eps, lo=lo, hi=hi)
+        return attacks.pgd(loss_fn, xb, yb, eps, steps=int(steps), step_size=step, key=k,
+                           lo=lo, hi=hi)
+
+    for b, start in enumerate(range(0, idx.size, batch_size)):
+        sel = idx[start:start + batch_size]
+        pad = np.concatenate([sel, np.full(batch_size - sel.size, sel[-1])]) \
+            if idx.size > batch_size else sel  # one shape when several batches
+        out = attack(jnp.asarray(x[pad]), jnp.asarray(tgt[pad]), jax.random.fold_in(pgd_key, b))
+        x[sel] = np.asarray(out)[:sel.size]
+    return Dataset(x, data.y), mask

@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 _BINNINGS = ("global", "per_neuron")
+_ASSIGNMENTS = ("histogram", "digitize")
 
 
 def _float_dtype():
@@ -102,12 +103,15 @@ class BinnedActivations(NamedTuple):
     """Bin labels of an activation matrix.
 
     Attributes:
-      labels: ``[S, N]`` int32 bin index in ``0..B-1`` of every activation.
+      labels: ``[S, N]`` int32 bin index of every activation, in ``0..num_labels-1``.
       edges: ``[B+1]`` (``"global"``) or ``[B+1, N]`` (``"per_neuron"``) bin edges.
+      num_labels: ``B`` (``assignment="histogram"``) or ``B + 1`` (``"digitize"``: the
+        maximum has a label of its own).
     """
 
     labels: jax.Array
     edges: jax.Array
+    num_labels: int
 
 
 def _edges(lo, hi, bins: int):
@@ -145,24 +149,35 @@ def _bin(acts, bins: int, binning: str):
     return idx.astype(jnp.int32), edges
 
 
-def bin_activations(acts, *, bins: int = 100, binning: str = "global") -> BinnedActivations:
+def bin_activations(acts, *, bins: int = 100, binning: str = "global",
+                    assignment: str = "histogram") -> BinnedActivations:
     """Assigns every activation to one of ``bins`` equal-width bins.
 
     Args:
       acts: ``[S, N]`` activations (finite).
       bins: number of bins ``B >= 2``.
-      binning: ``"global"`` — edges from the min/max over the whole matrix (the authors'
-        choice, per layer); ``"per_neuron"`` — edges from each neuron's own min/max.
+      binning: ``"global"`` — edges from the min/max over the whole matrix (pass all hidden
+        layers concatenated for the authors' one set of edges); ``"per_neuron"`` — edges from
+        each neuron's own min/max.
+      assignment: ``"histogram"`` — ``numpy.histogram``'s rule (the maximum falls in the last
+        bin: ``B`` labels); ``"digitize"`` — the authors' ``np.digitize(x, edges) - 1`` (the
+        same except that values equal to the last edge, the maximum, get label ``B`` of their
+        own: ``B + 1`` labels).
 
     Returns:
       :class:`BinnedActivations` with ``labels`` ``[S, N]`` int32, identical to the bin index
-      ``numpy.histogram(acts[:, j], bins=edges)`` assigns (maximum in the last bin).
+      ``numpy.histogram(acts[:, j], bins=edges)`` (or ``np.digitize``) assigns.
     """
     acts = _check_acts(acts)
     bins = _check_bins(bins)
     binning = _check_binning(binning)
+    if assignment not in _ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {_ASSIGNMENTS}, got {assignment!r}")
     labels, edges = _bin(acts, bins, binning)
-    return BinnedActivations(labels, edges)
+    if assignment == "digitize":
+        labels = jnp.where(acts >= edges[-1], bins, labels).astype(jnp.int32)
+        return BinnedActivations(labels, edges, bins + 1)
+    return BinnedActivations(labels, edges, bins)
 
 
 def _xlogx(c):
@@ -183,7 +198,7 @@ def _entropy_from_labels(labels, bins: int, miller_madow: bool):
 
 
 def neuron_entropy(acts, *, bins: int = 100, binning: str = "global",
-                   correction: str | None = None) -> jax.Array:
+                   correction: str | None = None, assignment: str = "histogram") -> jax.Array:
     """Entropy of each neuron's binned activation distribution (intra-neuron diversity).
 
     ``H_j = -sum_b p_jb log p_jb`` with ``p_jb`` the fraction of the ``S`` samples in bin ``b``
@@ -195,14 +210,15 @@ def neuron_entropy(acts, *, bins: int = 100, binning: str = "global",
       binning: ``"global"`` (edges over the whole matrix) or ``"per_neuron"``.
       correction: ``None`` (plug-in) or ``"miller_madow"``: adds ``(m_j - 1) / (2S)`` where
         ``m_j`` is the number of non-empty bins.
+      assignment: ``"histogram"`` or ``"digitize"`` (see :func:`bin_activations`).
 
     Returns:
       ``[N]`` entropies in nats.
     """
     if correction not in (None, "miller_madow"):
         raise ValueError(f"correction must be None or 'miller_madow', got {correction!r}")
-    binned = bin_activations(acts, bins=bins, binning=binning)
-    return _entropy_from_labels(binned.labels, _check_bins(bins), correction == "miller_madow")
+    binned = bin_activations(acts, bins=bins, binning=binning, assignment=assignment)
+    return _entropy_from_labels(binned.labels, binned.num_labels, correction == "miller_madow")
 
 
 def _upper_pairs(n: int):
@@ -624,19 +640,20 @@ def offdiag_summary(mi) -> tuple[float, float]:
 
 def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning: str = "global",
                       mi_method: str | None = "binned", k: int = 3, key=None,
-                      block_size: int | None = None,
-                      correction: str | None = None) -> dict[str, DiversitySummary]:
+                      block_size: int | None = None, correction: str | None = None,
+                      assignment: str = "histogram",
+                      ksg_convention: str = "sklearn") -> dict[str, DiversitySummary]:
     """Entropy and MI summaries per layer and over all layers together.
 
-    Entropy uses bins per layer (``binning="global"`` = edges over that layer's matrix, as the
-    authors). For ``"overall"``, entropies of all neurons are pooled, and MI is computed over all
-    neurons of all layers together (cross-layer pairs included; binned MI uses each layer's own
-    bins).
+    For ``"overall"``, entropies of all neurons are pooled, and MI is computed over all neurons
+    of all layers together (cross-layer pairs included; binned MI uses the entropy's bins).
 
     Args:
       layers: ``{layer_name: [S, N_l]}`` activations (same ``S`` for all layers).
-      bins, binning, correction: see :func:`neuron_entropy`.
-      mi_method, k, key, block_size: see :func:`pairwise_mutual_information`;
+      bins, correction, assignment: see :func:`neuron_entropy`.
+      binning: ``"all_layers"`` — one set of edges over every layer's activations together
+        (the authors' release); ``"global"`` — edges per layer; ``"per_neuron"``.
+      mi_method, k, key, block_size, ksg_convention: see :func:`pairwise_mutual_information`;
         ``mi_method=None`` skips MI (NaN in the summaries).
 
     Returns:
@@ -644,31 +661,41 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
     """
     if not layers:
         raise ValueError("layers must hold at least one activation matrix")
+    if binning not in _BINNINGS + ("all_layers",):
+        raise ValueError(f"binning must be one of {_BINNINGS + ('all_layers',)}, got {binning!r}")
     names = list(layers)
     mats = [_check_acts(a, f"layers[{name!r}]") for name, a in layers.items()]
     sizes = [m.shape[1] for m in mats]
-    ents = [np.asarray(neuron_entropy(m, bins=bins, binning=binning, correction=correction))
-            for m in mats]
+    if binning == "all_layers":
+        binned = [bin_activations(jnp.concatenate(mats, axis=1), bins=bins, binning="global",
+                                  assignment=assignment)]
+    else:
+        binned = [bin_activations(m, bins=bins, binning=binning, assignment=assignment)
+                  for m in mats]
+    lab = jnp.concatenate([b.labels for b in binned], axis=1)
+    num_labels = binned[0].num_labels
+    ent_all = np.asarray(_entropy_from_labels(lab, num_labels, correction == "miller_madow"))
     # One MI matrix over all neurons; per-layer values are its diagonal blocks.
     n_all = sum(sizes)
     if mi_method is None:  # entropy only
         mi = np.full((n_all, n_all), np.nan)
     elif mi_method == "binned":
-        lab = jnp.concatenate([bin_activations(m, bins=bins, binning=binning).labels
-                               for m in mats], axis=1)
-        mi = pairwise_mutual_information(None, labels=lab, bins=bins, block_size=block_size)
+        mi = pairwise_mutual_information(None, labels=lab, bins=num_labels,
+                                         block_size=block_size)
     else:
         mi = pairwise_mutual_information(jnp.concatenate(mats, axis=1), method=mi_method, k=k,
-                                         key=key, block_size=block_size)
+                                         key=key, block_size=block_size,
+                                         ksg_convention=ksg_convention)
     mi = np.asarray(mi)
     out, start = {}, 0
-    for name, ent, n in zip(names, ents, sizes):
+    for name, n in zip(names, sizes):
+        ent = ent_all[start:start + n]
         m, med = offdiag_summary(mi[start:start + n, start:start + n])
         out[name] = DiversitySummary(float(ent.mean()), float(np.median(ent)), m, med, n)
         start += n
-    ent = np.concatenate(ents)
     m, med = offdiag_summary(mi)
-    out["overall"] = DiversitySummary(float(ent.mean()), float(np.median(ent)), m, med, ent.size)
+    out["overall"] = DiversitySummary(float(ent_all.mean()), float(np.median(ent_all)), m, med,
+                                      ent_all.size)
     return out
 
 

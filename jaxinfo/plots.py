@@ -113,3 +113,165 @@ def image_grid(images: Any, scores: Sequence[float], *, labels: Sequence[Any] | 
     fig.suptitle(f"{title} (scores in {unit})" if title else f"scores in {unit}", fontsize=10)
     fig.tight_layout()
     return _finish(fig, path, close)
+
+
+# ----------------------------------------------------------------------------- applications
+# Figures of jaxinfo.experiments.applications (corrupted-sample detection, under-sampled
+# classes, data sources, dataset summarization).
+
+__all__ += ["roc_panels", "box_by_group", "curves_with_bands"]
+
+
+def roc_panels(panels: dict, positive: Any, *, path: str | None = None, title: str = "",
+               close: bool = True):
+    """ROC curves of several scores for flagging the ``positive [n]`` samples, one panel each.
+
+    Args:
+      panels: ``{panel title: {score name: [n] scores (higher = more suspicious)}}``.
+      positive: ``[n]`` bool, the samples to flag (e.g. corrupted).
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    pos = np.asarray(positive, bool)
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), squeeze=False)
+    for ax, (name, scores) in zip(axes[0], panels.items()):
+        for label, s in scores.items():
+            s = np.asarray(s, np.float64)
+            fpr, tpr, _ = roc_curve(pos, s)
+            ax.plot(fpr, tpr, lw=1.3, ls=":" if label == "random" else "-",
+                    label=f"{label} (AUROC {roc_auc_score(pos, s):.3f})")
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.6)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _finish(fig, path, close)
+
+
+def box_by_group(panels: dict, *, path: str | None = None, title: str = "", ylabel: str = "",
+                 log: bool = True, close: bool = True):
+    """Box plots of values per group, one panel per quantity.
+
+    Args:
+      panels: ``{panel title: {group name: [r] values}}`` (same groups in every panel).
+      log: logarithmic y axis (values ≤ 0 are dropped from the plot only).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.3 + 1.3 * max(len(g) for g in
+                                                                        panels.values())
+                                                      * len(panels), 3.8), squeeze=False)
+    for ax, (name, groups) in zip(axes[0], panels.items()):
+        vals = [np.asarray(v, np.float64) for v in groups.values()]
+        if log:
+            vals = [v[v > 0] for v in vals]
+        ax.boxplot(vals, showfliers=True, flierprops=dict(markersize=2))
+        ax.set_xticks(range(1, len(groups) + 1), list(groups), rotation=25, ha="right",
+                      fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _finish(fig, path, close)
+
+
+def curves_with_bands(x: Any, curves: dict, *, path: str | None = None, title: str = "",
+                      xlabel: str = "", ylabel: str = "", logx: bool = False,
+                      logy: bool = False, close: bool = True):
+    """Lines with optional shaded bands.
+
+    Args:
+      x: ``[p]`` abscissae.
+      curves: ``{name: [p] values}`` or ``{name: ([p] centre, [p] low, [p] high)}``.
+      logx, logy: logarithmic axes.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    x = np.asarray(x, np.float64)
+    for name, c in curves.items():
+        if isinstance(c, tuple):
+            mid, lo, hi = (np.asarray(a, np.float64) for a in c)
+            line, = ax.plot(x, mid, marker="o", ms=3, label=name)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+        else:
+            ax.plot(x, np.asarray(c, np.float64), marker="o", ms=3, label=name)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path, close)
+
+
+def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None,
+                         protocol: Any = None):
+    """The memorization sweep's two figures.
+
+    Args:
+      rows: :func:`jaxinfo.experiments.memorization.run_memorization` rows (several modes).
+      checkpoint_dir: where the sweep stored each level's training curves
+        (``<mode>_<level>/curves.npz``); ``None`` skips the curves.
+      protocol: the :class:`~jaxinfo.experiments.memorization.Protocol` (for titles).
+
+    Returns:
+      ``(measures, training)``: entropy, MI and validation accuracy per layer against the
+      corruption level (mean over seeds, band = min–max over seeds); validation accuracy
+      against the optimizer step per level, with the chosen checkpoints marked.
+    """
+    plt = _pyplot()
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    measures, axes = plt.subplots(3, len(modes), figsize=(5 * len(modes), 9), squeeze=False)
+    for j, mode in enumerate(modes):
+        sel = [r for r in rows if r["mode"] == mode]
+        levels = sorted({r["level"] for r in sel})
+        for i, (col, label) in enumerate((("mean_entropy", "mean entropy (nats)"),
+                                          ("mean_mi", "mean MI (nats)"),
+                                          ("val_acc", "validation accuracy"))):
+            ax = axes[i, j]
+            for layer in (layers if col != "val_acc" else ["overall"]):
+                vals = np.array([[r[col] for r in sel if r["level"] == lv and r["layer"] == layer]
+                                 for lv in levels], float)
+                if not np.all(np.isfinite(vals)):
+                    continue
+                ax.plot(levels, vals.mean(1), marker="o", label=layer)
+                ax.fill_between(levels, vals.min(1), vals.max(1), alpha=0.2)
+            ax.set_xlabel("colour noise e" if mode == "colored" else "label noise β")
+            ax.set_ylabel(label)
+            if i == 0:
+                ax.set_title(mode)
+                ax.legend(fontsize=7)
+    measures.tight_layout()
+    training, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.5), squeeze=False)
+    for j, mode in enumerate(modes):
+        ax = axes[0, j]
+        for lv in sorted({r["level"] for r in rows if r["mode"] == mode}):
+            path = None if checkpoint_dir is None else \
+                os.path.join(checkpoint_dir, f"{mode}_{lv:g}", "curves.npz")
+            if path is None or not os.path.exists(path):
+                continue
+            with np.load(path) as z:
+                val = z["val_curve"].mean(1)
+                best = z["best_step"]
+            steps = np.arange(1, len(val) + 1)
+            line, = ax.plot(steps, val, lw=0.8, label=f"{lv:g}")
+            for b in np.atleast_1d(best):
+                ax.axvline(b, color=line.get_color(), ls=":", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation accuracy (per step)")
+        ax.set_title(f"{mode}: dotted = chosen checkpoints")
+        ax.legend(fontsize=7, title="level")
+    training.tight_layout()
+    return measures, training

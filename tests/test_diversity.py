@@ -192,3 +192,37 @@ def test_sweep_resumes_from_its_checkpoints(tmp_path, monkeypatch):
     assert [r["mean_entropy"] for r in again] == [r["mean_entropy"] for r in first]
     with pytest.raises(ValueError, match="checkpoint directory"):
         div.run_sweep(**dict(kw, seeds=2))
+
+
+def test_digitize_assignment_matches_numpy_and_all_layers_bins():
+    """The authors' convention: np.digitize on the histogram edges (the maximum has its own bin),
+    one set of 100 edges over every hidden layer together."""
+    from jaxinfo.diversity import bin_activations, diversity_summary, neuron_entropy
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(400, 3)).astype(np.float64)
+    b = 3 * rng.normal(size=(400, 2)) + 1
+    both = np.concatenate([a, b], axis=1)
+    edges = np.histogram_bin_edges(both, bins=100)
+    ref = np.digitize(both, edges) - 1
+    with jax.enable_x64(True):
+        got = bin_activations(both, bins=100, assignment="digitize")
+        assert got.num_labels == 101
+        np.testing.assert_array_equal(np.asarray(got.labels), ref)
+        assert np.sum(ref == 100) >= 1  # the maximum is alone in its bin
+        h = np.asarray(neuron_entropy(both, bins=100, assignment="digitize"))
+        for j in range(5):
+            p = np.bincount(ref[:, j], minlength=101) / 400
+            np.testing.assert_allclose(h[j], -np.sum(p[p > 0] * np.log(p[p > 0])), rtol=1e-12)
+        summ = diversity_summary({"l0": a, "l1": b}, bins=100, binning="all_layers",
+                                 assignment="digitize", mi_method="binned")
+        np.testing.assert_allclose(summ["l1"].mean_entropy, h[3:].mean(), rtol=1e-12)
+        np.testing.assert_allclose(summ["overall"].mean_entropy, h.mean(), rtol=1e-12)
+        from sklearn.metrics import mutual_info_score
+
+        mi01 = mutual_info_score(ref[:, 0], ref[:, 1])
+        per_layer = diversity_summary({"l0": a}, bins=100, binning="all_layers",
+                                      assignment="digitize", mi_method="binned")
+        mi = np.asarray(pairwise_mutual_information(None, labels=ref[:, :3], bins=101))
+        np.testing.assert_allclose(mi[0, 1], mi01, rtol=1e-10)
+        assert np.isfinite(per_layer["l0"].mean_mi)

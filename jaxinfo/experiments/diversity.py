@@ -13,7 +13,8 @@ digits and measuring its hidden pre-activations on held-out inputs:
 :func:`run_sweep` returns a tidy table (list of dicts, one row per experiment × value × seed ×
 checkpoint × activation split × binning × layer); :func:`kendall_table` and
 :func:`trend_table` summarize it; :func:`plot_hypothesis` draws one figure per hypothesis.
-Per-configuration rows are cached as CSV in ``out_dir`` so an interrupted sweep resumes.
+Per-configuration rows are checkpointed in ``out_dir`` (jaxinfo.checkpoint) so an interrupted
+sweep resumes.
 All information values are in nats.
 """
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""Replication of Bansal, Pruthi & Belinkov (2022), Table 2, under named protocols; resumable.
+
+    python benchmarks/run_memorization.py --protocol authors-epochs --dataset mnist \\
+        --seeds 1 --mi binned --out benchmarks/memorization_runs/authors_epochs_mnist
+
+Protocols (jaxinfo.experiments.memorization.Protocol): ``authors-epochs`` (their schedule in
+epochs of this training set), ``authors-steps`` (their step numbers, as on 50,000 images),
+``v01`` (what jaxinfo 0.1 ran). ``--mi`` overrides the MI estimator (``ksg`` is the authors';
+``binned`` is faster), ``--n-eval`` the number of evaluation images. Every level's training
+state and rows are checkpointed under ``--out``: rerun the same command to resume. Prints and
+writes (``--out``/summary.json, summary.md) Kendall τ per mode and measure with the bootstrap
+interval over seeds, and the wall time per model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from jaxinfo.experiments.memorization import Protocol, kendall, run_memorization
+
+MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
+
+
+def protocol_for(name: str, dataset: str, n_train: int | None, **changes) -> Protocol:
+    if name == "v01":
+        return Protocol.jaxinfo_v01(**changes)
+    n = n_train or {"mnist": 4000, "fashion_mnist": 50_000, "digits": 1437}[dataset]
+    schedule = name.split("-")[1]
+    return Protocol.authors(n, schedule=schedule, dataset=dataset, **changes)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--protocol", default="authors-epochs",
+                    choices=["authors-epochs", "authors-steps", "v01"])
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "digits"])
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--modes", default="colored,shuffled")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--mi", default=None, choices=["ksg", "binned", "none"])
+    ap.add_argument("--n-eval", type=int, default=None)
+    ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    changes = {}
+    if args.mi:
+        changes["mi_estimator"] = None if args.mi == "none" else args.mi
+    if args.n_eval:
+        changes["n_eval"] = args.n_eval
+    if args.checkpoint:
+        changes["checkpoint"] = args.checkpoint
+    protocol = protocol_for(args.protocol, args.dataset, args.n_train, **changes)
+    os.makedirs(args.out, exist_ok=True)
+    print(protocol, flush=True)
+    summary = {"protocol": repr(protocol), "command": " ".join(os.sys.argv), "modes": {}}
+    lines = [f"protocol `{args.protocol}` on `{args.dataset}`, {args.seeds} seed(s)", "",
+             "| mode | measure | τ | 95 % bootstrap | per seed | train s / model |",
+             "|---|---|---|---|---|---|"]
+    for mode in args.modes.split(","):
+        t0 = time.perf_counter()
+        rows = run_memorization(protocol, mode, seeds=args.seeds, out_dir=args.out)
+        secs = np.mean([r["train_seconds_per_model"] for r in rows])
+        summary["modes"][mode] = {"rows": rows, "wall_s": time.perf_counter() - t0}
+        for measure in ("entropy", "mi"):
+            if measure == "mi" and protocol.mi_estimator is None:
+                continue
+            res = kendall(rows, measure, MEMORIZATION[mode])
+            summary["modes"][mode][measure] = res._asdict() | {"per_seed": res.per_seed.tolist()}
+            lines.append(f"| {mode} | {measure} | {res.tau:.2f} | [{res.low:.2f}, {res.high:.2f}]"
+                         f" | {np.round(res.per_seed, 2).tolist()} | {secs:.0f} |")
+        trend = {}
+        for r in rows:
+            if r["layer"] == "overall":
+                trend.setdefault(r["level"], []).append((r["mean_entropy"], r["mean_mi"],
+                                                         r["val_acc"], r["best_step"]))
+        for level, vals in sorted(trend.items()):
+            v = np.array(vals, float)
+            print(f"{mode} level {level:g}: entropy {v[:, 0].mean():.4f} MI {v[:, 1].mean():.4f} "
+                  f"val acc {v[:, 2].mean():.4f} best step {v[:, 3].mean():.0f}", flush=True)
+    print("\n".join(lines))
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1, default=float)
+    with open(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

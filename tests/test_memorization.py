@@ -1,0 +1,146 @@
+"""The memorization protocol as configuration: presets, constructions, checks, resume, τ."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxinfo.data import load_mnist
+from jaxinfo.experiments import memorization as mem
+from jaxinfo.experiments.memorization import Protocol, kendall, make_task, train_protocol
+
+
+def test_presets_put_the_checks_where_the_authors_do():
+    a = Protocol.authors()  # 50,000 images, batches of 512: 97 steps an epoch
+    assert (a.first_check, a.check_every, a.early_stop_after, a.max_steps) == (97, 970, 19_497,
+                                                                               48_500)
+    assert a.checks()[:3] == [97, 1067, 2037] and a.checks()[-1] == 48_500
+    small = Protocol.authors(3000)  # the same epochs on 3,000 images: 5 steps an epoch
+    assert (small.first_check, small.check_every, small.max_steps) == (5, 50, 2500)
+    steps = Protocol.authors(3000, schedule="steps")
+    assert steps.checks() == a.checks()
+    assert Protocol.jaxinfo_v01().binning == "global"
+    with pytest.raises(ValueError, match="binning"):
+        Protocol(binning="per_layer_typo")
+    with pytest.raises(ValueError, match="first_check"):
+        Protocol(first_check=0)
+    assert a.replace(checkpoint="final").checkpoint == "final"
+
+
+def test_constructions():
+    p = Protocol(dataset="digits")
+    c = make_task(p, "colored", 0.25, key=0)
+    n = len(c.train.y)
+    x = c.train.x.reshape(n, 2, -1)
+    colour = (np.abs(x[:, 1]).sum(1) > 0).astype(int)  # which channel holds the image
+    assert np.all(np.abs(x[np.arange(n), 1 - colour]).sum(1) == 0)  # the other is zeroed
+    assert abs(np.mean(colour == c.train.y) - 0.75) < 0.05  # colour = label XOR Bern(0.25)
+    assert abs(np.mean(c.corrupted) - 0.25) < 0.05  # labels flipped with probability 0.25
+    vx = c.val.x.reshape(len(c.val.y), 2, -1)
+    v_colour = (np.abs(vx[:, 1]).sum(1) > 0).astype(int)
+    assert abs(np.mean(v_colour == c.val.y) - 0.5) < 0.1  # uninformative on validation
+    s = make_task(p, "shuffled", 0.5, key=0)
+    assert s.corrupted.sum() == round(0.5 * len(s.train.y)) and s.num_classes == 10
+    # bundled MNIST (stored sorted by class): one fixed shuffle, then 14×14 by striding; the
+    # first n_train images train, the next n_val validate, and both hold every class
+    m = make_task(Protocol(dataset="mnist", n_train=300, n_val=100), "shuffled", 0.0, key=0)
+    perm = np.random.default_rng(mem._BUNDLED_ORDER_SEED).permutation(5000)
+    ref = load_mnist(size=28, flatten=False).x[perm[:400], ::2, ::2, 0]
+    np.testing.assert_array_equal(m.train.x, ref[:300].reshape(300, -1))
+    np.testing.assert_array_equal(m.val.x, ref[300:].reshape(100, -1))
+    assert len(np.unique(m.val.y)) == 10 and len(np.unique(m.train.y)) == 10
+
+
+def _tiny(**changes):
+    base = dict(dataset="digits", n_train=512, n_val=200, hidden=(16, 16), batch_size=64,
+                first_check=8, check_every=16, val_window=8, max_steps=56,
+                early_stop_after=10**6, mi_estimator=None)
+    return Protocol(**{**base, **changes})
+
+
+def test_best_checkpoint_is_the_one_the_rule_picks():
+    p = _tiny()
+    task = make_task(p, "shuffled", 0.25, key=1)
+    run = train_protocol(p, task, jax.random.PRNGKey(0), seeds=2)
+    assert run.check_steps.tolist() == [8, 24, 40, 56]
+    # the compared value is the validation accuracy averaged over the window before each check
+    for c, step in enumerate(run.check_steps):
+        np.testing.assert_allclose(run.val_at_checks[c], run.val_curve[step - 8:step].mean(0))
+    for r in range(2):
+        vals = run.val_at_checks[:, r]
+        assert run.best_step[r] == run.check_steps[int(np.argmax(vals))]  # first maximum
+        # the stored parameters are those of training for exactly best_step steps
+        again = train_protocol(p.replace(max_steps=int(run.best_step[r])), task,
+                               jax.random.PRNGKey(0), seeds=2)
+        for a, b in zip(jax.tree_util.tree_leaves(run.best_params),
+                        jax.tree_util.tree_leaves(again.final_params)):
+            np.testing.assert_allclose(a[r], b[r], rtol=1e-6, atol=1e-7)
+
+
+def test_early_stopping_freezes_the_seed():
+    p = _tiny(early_stop_after=0, loss_threshold=100.0, patience=1, max_steps=200)
+    task = make_task(p, "shuffled", 1.0, key=2)  # random labels: accuracy stalls soon
+    run = train_protocol(p, task, jax.random.PRNGKey(3), seeds=2)
+    assert np.any(run.stop_step < 200)
+    for r in range(2):
+        stop = int(run.stop_step[r])
+        vals = run.val_at_checks[:, r]
+        misses = [c for c in range(1, len(vals)) if vals[c] <= vals[:c].max()]
+        assert stop == (run.check_steps[misses[0]] if misses else 200)
+        # frozen after stopping: no change of the per-step loss curve's parameters
+        frozen = train_protocol(p.replace(max_steps=stop, early_stop_after=10**6), task,
+                                jax.random.PRNGKey(3), seeds=2)
+        for a, b in zip(jax.tree_util.tree_leaves(run.final_params),
+                        jax.tree_util.tree_leaves(frozen.final_params)):
+            np.testing.assert_allclose(a[r], b[r], rtol=1e-6, atol=1e-7)
+
+
+def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    p = _tiny(max_steps=24)
+    full = mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
+                                out_dir=str(tmp_path / "a"), progress=False)
+    original = mem.measure
+    calls = []
+
+    def dies_on_second_level(protocol, task, run, *, key=0):
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(protocol, task, run, key=key)
+
+    monkeypatch.setattr(mem, "measure", dies_on_second_level)
+    with pytest.raises(KeyboardInterrupt):
+        mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
+                             out_dir=str(tmp_path / "b"), progress=False)
+    monkeypatch.setattr(mem, "measure", original)
+    segments = []
+    real = mem._segment_fn
+
+    def counting(*args, **kwargs):
+        run, tx = real(*args, **kwargs)
+        return (lambda *a: segments.append(1) or run(*a)), tx
+
+    monkeypatch.setattr(mem, "_segment_fn", counting)
+    resumed = mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
+                                   out_dir=str(tmp_path / "b"), progress=False)
+    assert segments == []  # level 0 was measured, level 0.5 fully trained: nothing retrained
+    for a, b in zip(full, resumed):
+        for key in ("mean_entropy", "val_acc", "best_step"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6)
+    with pytest.raises(ValueError, match="checkpoint directory"):
+        mem.run_memorization(p.replace(lr=2e-3), "shuffled", levels=(0.0,), seeds=1,
+                             out_dir=str(tmp_path / "b"), progress=False)
+
+
+def test_kendall_tau_and_bootstrap():
+    rows = []
+    for lv in (0.0, 0.25, 0.5):
+        for s in range(3):
+            rows.append(dict(layer="overall", level=lv, seed=s, mean_entropy=1.0 + lv + 0.01 * s,
+                             mean_mi=0.5 - lv, val_acc=0.9 - lv))
+    # example-level memorization: more noise → higher entropy and lower accuracy
+    res = kendall(rows, "entropy", "example")
+    assert res.tau == pytest.approx(1.0) and res.low == pytest.approx(1.0)
+    assert np.all(res.per_seed == 1.0)
+    assert kendall(rows, "mi", "example").tau == pytest.approx(1.0)
+    assert kendall(rows, "entropy", "heuristic").tau == pytest.approx(-1.0)
