@@ -20,6 +20,11 @@ Data is an array ``[S, ...]`` (streamed ``batch_size`` rows at a time), a
 convention of :mod:`jaxinfo.data`; padded rows, ``mask == False``, are dropped). Only the
 ``[S, N]`` outputs are kept on the host, so memory grows with ``S * N``; the forward pass is
 jit-compiled once per batch shape (pad the last batch, as :func:`jaxinfo.data.batches` does).
+
+With ``mesh=`` (:mod:`jaxinfo.distributed`) each batch is split over all devices of the mesh
+(rows padded to a multiple of the device count by repeating the last row, then dropped), the
+variables are replicated, and the same jitted forward pass runs data-parallel; the ``[b, N]``
+activations come back to the host batch by batch as before.
 """
 from __future__ import annotations
 
@@ -29,7 +34,10 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from jaxinfo import distributed as _dist
 from jaxinfo._optional import progress_bar
 from jaxinfo._validation import check_finite
 
@@ -120,7 +128,8 @@ def _batch_stream(data: Any, batch_size: int) -> Iterable[dict]:
 
 def capture_activations(module_or_apply_fn: Any, variables: Any, data: Any, *,
                         layers: Sequence[str] | None = None, method: str | None = None,
-                        batch_size: int = 512, progress: bool = False) -> dict[str, np.ndarray]:
+                        batch_size: int = 512, progress: bool = False,
+                        mesh: Mesh | None = None) -> dict[str, np.ndarray]:
     """Streams batches through a Flax model and collects per-layer activations.
 
     Args:
@@ -136,6 +145,9 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, data: Any, *,
       method: linen only: the module method to apply (default ``__call__``).
       batch_size: rows per forward pass when ``data`` is an array or a Dataset.
       progress: show a progress bar over batches.
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis (and optionally ``"model"``),
+        or ``None`` (one device): each batch's rows are split over all its devices (padded to
+        a multiple of the device count), the variables replicated. Same result.
 
     Returns:
       ``{layer_name: [S, N_l]}`` numpy arrays (conv layers pooled to ``[S, channels]``), in the
@@ -161,6 +173,13 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, data: Any, *,
         out, flat = fwd(variables, x)
         return out, {k: _reduce(v) for k, v in flat.items()}
 
+    split = None
+    if mesh is not None:  # batches split over every device, variables replicated
+        mesh = _dist.auto_mesh(mesh)
+        split = NamedSharding(mesh, P(_dist.sample_axes(mesh)))
+        variables = jax.tree_util.tree_map(lambda a: _dist.put(a, _dist.replicated(mesh)),
+                                           variables)
+
     chosen: list[str] | None = None
     collected: dict[str, list[np.ndarray]] = {}
     for batch in progress_bar(_batch_stream(data, batch_size), desc="activations",
@@ -168,7 +187,14 @@ def capture_activations(module_or_apply_fn: Any, variables: Any, data: Any, *,
         x = batch["x"]
         mask = np.asarray(batch["mask"], bool) if "mask" in batch else None
         check_finite("batch", x)
-        out, flat = run(variables, jnp.asarray(x))
+        if split is None:
+            out, flat = run(variables, jnp.asarray(x))
+        else:  # [b, ...] -> [b_pad, ...] padded to a multiple of the device count
+            b = np.shape(x)[0]
+            out, flat = run(variables, _dist.put(_dist.pad_rows(np.asarray(x),
+                                                                mesh.devices.size), split))
+            out = _dist.to_host(out)[:b]
+            flat = {k: _dist.to_host(v)[:b] for k, v in flat.items()}
         if chosen is None:
             if layers is None:
                 out_np = np.asarray(out)

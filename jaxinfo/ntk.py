@@ -51,7 +51,10 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
+from jaxinfo import distributed as _dist
 from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
 from jaxinfo._validation import check_finite, check_int_at_least
 
@@ -245,6 +248,153 @@ def _ntk_ntvp(apply_fn, params, x1, x2, trace, diag, chunk):
     return jnp.einsum(f"{s1}{s2}->{out}", full)
 
 
+# ----------------------------------------------------------------------------- sharded
+
+def _flat_jacobian(apply_fn: ApplyFn, params: Any, x: jax.Array, model: int) -> list[jax.Array]:
+    """Per-sample Jacobians of this device's samples, as the contraction operands.
+
+    ``model == 1``: one ``[s, *out, P_leaf]`` array per leaf. ``model > 1``: the devices of a
+    ``"model"`` row each hold ``s`` of the block's ``model·s`` samples; the leaves are
+    concatenated to ``[s, *out, P]`` (``P`` zero-padded to a multiple of ``model``) and an
+    all-to-all over ``"model"`` turns samples-split into parameters-split: every device ends
+    with all ``model·s`` samples of its block and its ``P/model`` slice of the parameter axis
+    (no Jacobian entry is computed twice).
+    """
+    leaves = _per_sample_jacobian(apply_fn, params, x)
+    if model == 1:
+        return leaves
+    j = jnp.concatenate(leaves, axis=-1) if len(leaves) > 1 else leaves[0]
+    j = jnp.pad(j, [(0, 0)] * (j.ndim - 1) + [(0, -j.shape[-1] % model)])
+    return [jax.lax.all_to_all(j, "model", j.ndim - 1, 0, tiled=True)]
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "trace", "diag", "same", "mesh", "n1",
+                                             "n2"))
+def _ntk_ring(apply_fn, params, x1, x2, trace, diag, same, mesh, n1, n2):
+    """Θ(x1, x2) by per-sample Jacobians, rows sharded over ``"data"`` (a ring over devices).
+
+    ``x1 [n1p, ...]``, ``x2 [n2p, ...]`` are padded to a multiple of the device count and split
+    over ``("data", "model")``. Device ``(d, m)`` forms the Jacobians ``J₁`` of row block
+    ``d`` (parameter slice ``m``) once and keeps them; the x2 Jacobian blocks travel around the
+    ``"data"`` ring (``ppermute``), so at step ``s`` it contracts ``J₁ J₂[(d + s) mod D]ᵀ``,
+    tile ``(d, (d + s) mod D)`` of Θ, and after ``D`` steps holds its row block
+    ``[n1p/D, n2p]``; the partial sums over the parameter slices are added over ``"model"``
+    (``psum``).
+    Memory per device: about ``3·(n/D)·K·P/M`` numbers (own block, travelling block, the one
+    arriving). With ``0 in diag`` only the diagonal tiles are needed: no ring.
+    """
+    ndim = 1 + jax.eval_shape(lambda xi: apply_fn(params, xi[None])[0], x1[0]).ndim
+    subs = _subscripts(ndim, trace, diag)
+    data, model = _dist.axis_size(mesh, "data"), _dist.axis_size(mesh, "model")
+    samples = P(_dist.sample_axes(mesh))
+    ring = [(j, (j - 1) % data) for j in range(data)]  # device j sends to j − 1
+
+    def body(p, xa, xb):
+        ja = _flat_jacobian(apply_fn, p, xa, model)
+        jb = ja if same else _flat_jacobian(apply_fn, p, xb, model)
+        if 0 in diag:
+            out = _contract(ja, jb, subs)
+        else:
+            d = jax.lax.axis_index("data")
+            b2 = jb[0].shape[0]
+            first = _contract(ja, jb, subs)  # [b1, b2, rest]: tile (d, d)
+            out = jnp.zeros(first.shape[:1] + (data * b2,) + first.shape[2:], first.dtype)
+
+            def place(out, s, tile):
+                return jax.lax.dynamic_update_slice_in_dim(out, tile, ((d + s) % data) * b2, 1)
+
+            def step(s, carry):
+                out, cur = carry
+                cur = [jax.lax.ppermute(c, "data", ring) for c in cur]
+                return place(out, s, _contract(ja, cur, subs)), cur
+
+            out = jax.lax.fori_loop(1, data, step, (place(out, 0, first), jb))[0]
+        if "model" in mesh.axis_names:
+            out = jax.lax.psum(out, "model")
+        return out
+
+    out = jax.shard_map(body, mesh=mesh, in_specs=(P(), samples, samples), out_specs=P("data"),
+                        check_vma=False)(params, x1, x2)
+    out = out[:n1] if 0 in diag else out[:n1, :n2]
+    return jax.lax.with_sharding_constraint(out, _out_sharding(mesh, n1, ("data",)))
+
+
+def _out_sharding(mesh, n1: int, axes: tuple[str, ...]):
+    """Rows over ``axes`` when they divide ``n1``, else over ``"data"`` alone, else replicated
+    (JAX shards only in equal blocks)."""
+    if n1 % int(np.prod([_dist.axis_size(mesh, a) for a in axes])) == 0:
+        return _dist.rows_sharding(mesh, n1, axes)
+    return _dist.rows_sharding(mesh, n1, "data")
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "impl", "trace", "diag", "block",
+                                             "budget", "mesh", "n1"))
+def _ntk_rows(apply_fn, params, x1, x2, impl, trace, diag, block, budget, mesh, n1):
+    """Θ(x1, x2) with the rows of x1 split over every device, any implementation.
+
+    ``x1 [n1p, ...]`` is padded to a multiple of the device count; each device computes its
+    row block ``Θ(x1_local, x2)`` against all of ``x2`` (replicated inputs; the x2-side
+    per-sample quantities are formed on every device) with the single-device kernel of
+    ``impl``. With ``0 in diag`` x2 is split like x1 (only matching rows are needed).
+    """
+    samples = P(_dist.sample_axes(mesh))
+
+    def body(p, xa, xb):
+        if impl == "structured":
+            from jaxinfo.ntk_structured import _structured_ntk
+
+            return _structured_ntk(apply_fn, p, xa, xb, trace, diag, False, budget)
+        if impl == "ntvp":
+            return _ntk_ntvp(apply_fn, p, xa, xb, trace, diag, block or _NTVP_CHUNK)
+        local = block if block is not None and block < max(xa.shape[0], xb.shape[0]) else None
+        return _ntk_jacobian(apply_fn, p, xa, xb, trace, diag, local, False)
+
+    out = jax.shard_map(body, mesh=mesh, in_specs=(P(), samples, samples if 0 in diag else P()),
+                        out_specs=samples, check_vma=False)(params, x1, x2)
+    return jax.lax.with_sharding_constraint(out[:n1], _out_sharding(
+        mesh, n1, _dist.sample_axes(mesh)))
+
+
+def _empirical_ntk_sharded(apply_fn, params, x1, x2, same, trace, diag, trace_axes,
+                           diagonal_axes, impl, batch_size, memory_budget, mesh, out_shape):
+    """The ``mesh`` path of :func:`empirical_ntk`: chooses the ring or the row split."""
+    mesh = _dist.auto_mesh(mesh)
+    data, model = _dist.axis_size(mesh, "data"), _dist.axis_size(mesh, "model")
+    devices = data * model
+    n1, n2 = x1.shape[0], x2.shape[0]
+    local = -(-n1 // devices)  # rows per device in the row split
+    if impl == "auto" and _structured_is_cheaper(apply_fn, params, (local,) + x1.shape[1:],
+                                                 n2, trace_axes, diagonal_axes, x1.dtype,
+                                                 memory_budget):
+        impl = "structured"
+    per_sample = int(np.prod(out_shape[1:])) * _num_params(params) * x1.dtype.itemsize
+    block = -(-max(n1, n2) // data)  # samples of one "data" block
+    ring_bytes = 3 * block * per_sample // model
+    blocks_fit = batch_size is None or batch_size >= block
+    if impl == "auto":
+        if ring_bytes <= memory_budget and blocks_fit:
+            impl = "ring"
+        elif 2 * per_sample <= memory_budget:
+            impl = "jacobian"
+            fits = max(1, memory_budget // (2 * per_sample))
+            if batch_size is None and fits < max(local, n2):
+                batch_size = int(fits)
+        else:
+            impl = "ntvp"
+    elif impl == "jacobian" and blocks_fit:
+        impl = "ring"
+    params = jax.tree_util.tree_map(lambda a: _dist.put(a, _dist.replicated(mesh)), params)
+    split = _dist.rows_sharding(mesh, None, _dist.sample_axes(mesh))
+    x1p = _dist.put(_dist.pad_rows(x1, devices), split)
+    if impl == "ring":
+        x2p = x1p if same else _dist.put(_dist.pad_rows(x2, devices), split)
+        return _ntk_ring(apply_fn, params, x1p, x2p, trace, diag, same, mesh, n1, n2)
+    x2p = (_dist.put(_dist.pad_rows(x2, devices), split) if 0 in diag
+           else _dist.put(x2, _dist.replicated(mesh)))
+    return _ntk_rows(apply_fn, params, x1p, x2p, impl, trace, diag, batch_size,
+                     int(memory_budget), mesh, n1)
+
+
 # ----------------------------------------------------------------------------- public
 
 class _Bound:
@@ -366,7 +516,8 @@ def _structured_is_cheaper(apply_fn, params, x_shape, n2, trace_axes, diagonal_a
 def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array | None = None, *,
                   trace_axes: Sequence[int] = (-1,), diagonal_axes: Sequence[int] = (),
                   implementation: str = "auto", batch_size: int | None = None,
-                  memory_budget: int = DEFAULT_MEMORY_BUDGET) -> jax.Array:
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET, mesh: Mesh | None = None
+                  ) -> jax.Array:
     """Empirical NTK ``Θ(x1, x2) = J(x1) J(x2)ᵀ`` at ``params``.
 
     Args:
@@ -384,7 +535,23 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
       batch_size: samples per block (``"jacobian"``: the kernel is assembled block by block,
         so peak memory is about ``2·batch_size·K·P`` numbers; ``"ntvp"``: basis vectors
         processed at once). ``None``: one block (``"auto"`` shrinks it to fit the budget).
-      memory_budget: bytes one block of Jacobians may use (``"auto"`` only).
+        With a mesh, a ``batch_size`` below the per-device block ``ceil(n/D)`` replaces the
+        ring by blocks of that size on each device.
+      memory_budget: bytes one block of Jacobians may use (``"auto"`` only; with a mesh,
+        per device).
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis (samples) and optionally a
+        ``"model"`` axis (e.g. :func:`jaxinfo.distributed.data_mesh`), or ``None`` (one
+        device). The inputs are padded to a multiple of the device count (padded rows are
+        sliced off) and split over the devices, each device computes the rows of Θ of its own
+        samples, and the kernel is returned as a sharded ``jax.Array``, rows over ``"data"``
+        (never gathered on one device) — when the device count divides ``n1``; otherwise it
+        is returned replicated (JAX shards only in equal blocks). ``"jacobian"`` (and
+        ``"auto"`` when it picks the contraction and ``3·(n/D)·K·P/M`` numbers fit the budget)
+        keeps each device's Jacobian block and passes the x2 blocks around a ring of the D
+        ``"data"`` devices, the parameter axis split over the M ``"model"`` devices;
+        ``"structured"`` and ``"ntvp"`` split the x1 rows over all devices and form the x2
+        side on each (``docs/scaling.md``). Equal to the single-device result up to
+        round-off.
 
     Returns:
       The kernel, ``[n1, n2]`` by default; generally the batch and non-traced output axes as
@@ -409,6 +576,10 @@ def empirical_ntk(apply_fn: ApplyFn, params: Any, x1: jax.Array, x2: jax.Array |
     trace, diag = _check_axes(len(out_shape), x1.shape[0], x2.shape[0], trace_axes,
                               diagonal_axes)
 
+    if mesh is not None:
+        return _empirical_ntk_sharded(apply_fn, params, x1, x2, same, trace, diag, trace_axes,
+                                      diagonal_axes, implementation, batch_size, memory_budget,
+                                      mesh, out_shape)
     impl = implementation
     if impl == "auto" and _structured_is_cheaper(apply_fn, params, x1.shape,
                                                  None if same else x2.shape[0], trace_axes,

@@ -6,6 +6,15 @@ the Lanczos step count (:func:`jaxinfo.lanczos_plan`), chunking over samples wit
 (one compilation), progress bars and resumable checkpoints (:mod:`jaxinfo.checkpoint`).
 :func:`unique_information_core` is the same computation without that layer, for use inside
 ``jax.jit`` / ``jax.vmap``. The mathematics: ``docs/maths/sui.md``.
+
+With a ``mesh`` (:mod:`jaxinfo.distributed`), the kernels stay sharded arrays on the devices:
+Θ (and C = (Θ + (n−1)λI)⁻¹ or the eigenvectors of Θ) with their rows over ``"data"``,
+the per-chunk engines are the same jitted functions, and ``jax.jit`` propagates the shardings
+— every ``[c, nk]×[nk, nk]`` chunk product is split over the devices that hold the rows of Θ
+(partial products summed by the compiler's collectives). When the device count does not divide
+``nk`` (Θ then replicated), the chunk's samples are split over ``"data"`` instead (chunks padded
+to a multiple of the device count). The one-off factorisation of the full problem (``eigh`` or
+Cholesky of Θ) has no distributed implementation in XLA and runs on the gathered matrix.
 """
 from __future__ import annotations
 
@@ -17,7 +26,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from jaxinfo import distributed as _dist
 from jaxinfo._optional import progress_bar
 from jaxinfo._types import ApplyFn
 from jaxinfo._validation import check_finite, check_int_at_least, check_positive, check_supervised
@@ -47,6 +58,7 @@ class _Setup:
     k: int
     ts: np.ndarray
     dyn: GradientDescent
+    mesh: Mesh | None = None
 
     @property
     def shift(self) -> float:
@@ -54,9 +66,59 @@ class _Setup:
 
     def c_inv(self) -> jax.Array:
         if self.prob.c_inv is None:
-            self.prob = self.prob._replace(c_inv=engines.schur_inverse(
-                self.prob, self.n, float(self.dyn.weight_decay)))
+            c_inv = engines.schur_inverse(self.prob, self.n, float(self.dyn.weight_decay))
+            self.prob = self.prob._replace(c_inv=_on_mesh(c_inv, self.mesh, rows=True))
         return self.prob.c_inv
+
+    @property
+    def theta_split(self) -> bool:
+        """True when the rows of Θ are sharded (the device count divides nk)."""
+        return self.mesh is not None and not self.prob.theta.sharding.is_fully_replicated
+
+    def idx_sharding(self):
+        """Chunk samples: replicated when Θ's rows are split, else split over ``"data"``."""
+        if self.mesh is None:
+            return None
+        return _dist.replicated(self.mesh) if self.theta_split else _dist.rows_sharding(self.mesh)
+
+
+def _on_mesh(a, mesh: Mesh | None, *, rows: bool):
+    """``a`` sharded by rows over ``"data"`` (``rows``) or replicated; unchanged without mesh."""
+    if mesh is None or a is None:
+        return a
+    return _dist.put(a, _dist.rows_sharding(mesh, a.shape[0]) if rows
+                     else _dist.replicated(mesh))
+
+
+def _place(dtype: str | None, mesh: Mesh | None, theta, r0, theta_ref):
+    """The inputs in the working dtype: host float64 copies (one device, ``to_host64``), or with
+    a mesh the kernels cast on the devices and sharded by rows (never gathered)."""
+    if mesh is None:
+        return to_host64(dtype, theta, r0, theta_ref)
+
+    def kernel(a):
+        if a is None:
+            return None
+        if not isinstance(a, jax.Array):
+            a = np.asarray(a)
+            a = np.asarray(kernel_matrix(a)) if a.ndim == 4 else a
+        elif a.ndim == 4:
+            a = kernel_matrix(a)
+        want = (np.float64 if dtype == "float64" else a.dtype
+                if jnp.issubdtype(a.dtype, jnp.floating) else np.float32)
+        rows = _dist.rows_sharding(mesh, a.shape[0])
+        if isinstance(a, jax.Array):
+            return _dist.reshard(a, rows, want)
+        return _dist.put(np.asarray(a, want), rows)
+
+    return kernel(theta), to_host64(dtype, r0)[0], kernel(theta_ref)
+
+
+def _check_finite_sharded(name: str, a) -> None:
+    """:func:`check_finite` for a sharded array: one reduction on the devices."""
+    if not bool(_dist.to_host(jnp.all(jnp.isfinite(a)))):
+        raise ValueError(f"{name} contains NaN or Inf; clean the data or the parameters before "
+                         "computing information measures.")
 
 
 def _as_kernel(name: str, a: Any) -> jax.Array:
@@ -64,7 +126,8 @@ def _as_kernel(name: str, a: Any) -> jax.Array:
     return kernel_matrix(a) if a.ndim == 4 else a
 
 
-def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str) -> _Setup:
+def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
+           mesh: Mesh | None = None) -> _Setup:
     theta = _as_kernel("theta", theta)
     if theta.ndim != 2 or theta.shape[0] != theta.shape[1]:
         raise ValueError(f"theta must be a square [nk, nk] matrix (or [n, n, k, k]), "
@@ -89,8 +152,8 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str) -> _Setup:
         if theta_ref.ndim != 2 or theta_ref.shape[1] != nk or theta_ref.shape[0] % k:
             raise ValueError(f"theta_ref must be [m·{k}, {nk}] (reference × training), "
                              f"got shape {theta_ref.shape}")
-        check_finite("theta_ref", theta_ref)
-    check_finite("theta", theta)
+        (check_finite if mesh is None else _check_finite_sharded)("theta_ref", theta_ref)
+    (check_finite if mesh is None else _check_finite_sharded)("theta", theta)
     check_finite("r0", r0)
     ts = dyn.times()
     lam, lr = float(dyn.weight_decay), float(dyn.lr)
@@ -99,6 +162,13 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str) -> _Setup:
     spectral = method == "exact" or bool(np.any(np.isfinite(ts)))
     prob = engines.prepare(theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), lr, lam, n=n,
                            spectral=spectral, continuous=dyn.continuous, zero_decay=lam == 0)
+    if mesh is not None:  # big factors by rows like Θ; the small vectors on every device
+        big = {"eigvecs": prob.eigvecs, "c_inv": prob.c_inv}
+        small = {"r0": prob.r0, "alpha": prob.alpha, "r_full": prob.r_full,
+                 "eigvals": prob.eigvals, "min_pivot": prob.min_pivot}
+        prob = prob._replace(theta=theta, theta_ref=theta_ref,
+                             **{key: _on_mesh(a, mesh, rows=True) for key, a in big.items()},
+                             **{key: _on_mesh(a, mesh, rows=False) for key, a in small.items()})
     s_max = float(prob.eigvals[-1]) if spectral else float(engines.lambda_max(theta))
     check_step_size(s_max + n * lam, lr, n, continuous=dyn.continuous)
     check_step_size(s_max + (n - 1) * lam, lr, n - 1, continuous=dyn.continuous)
@@ -119,7 +189,7 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str) -> _Setup:
                 f"a pivot ≤ {10 * nk * eps:.1e}·λ_max, λ_max ≈ {s_max:.3g}"
                 + ("; float64 (LOOSolver(dtype='float64')) may resolve it" if eps > 1e-10
                    else "")))
-    return _Setup(prob, n, k, ts, dyn)
+    return _Setup(prob, n, k, ts, dyn, mesh)
 
 
 def _resolve(st: _Setup, solver: LOOSolver):
@@ -208,7 +278,8 @@ def _alpha_lanczos(st: _Setup, idx, ts, m: int):
     if not st.dyn.continuous and np.isfinite(t_max) and t_max * m <= _POWER_GAIN_MAX_WORK:
         y = engines.power_gain(diag, off, ts, eta)
     else:
-        ritz, vecs = _tridiagonal_eigh(np.asarray(diag, np.float64), np.asarray(off, np.float64))
+        ritz, vecs = _tridiagonal_eigh(np.asarray(_dist.to_host(diag), np.float64),
+                                       np.asarray(_dist.to_host(off), np.float64))
         y = engines.ritz_gain(jnp.asarray(ritz, dtype), jnp.asarray(vecs, dtype), ts, eta,
                               st.dyn.continuous)
     return engines.lanczos_combine(y, basis, bnorm)
@@ -222,6 +293,8 @@ def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool
     """
     theta, dtype = st.prob.theta, st.prob.theta.dtype
     idx_j = jnp.asarray(idx, jnp.int32)
+    if st.mesh is not None:
+        idx_j = _dist.put(idx_j, st.idx_sharding())
     fin = np.isfinite(st.ts)
     parts = []  # (column mask, [c, T_sel, nk])
     if method == "exact":
@@ -239,13 +312,15 @@ def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool
     else:
         alpha_p = np.empty((len(idx), len(st.ts), theta.shape[0]), dtype=np.dtype(dtype))
         for cols, val in parts:
-            alpha_p[:, cols] = np.asarray(val)
+            alpha_p[:, cols] = _dist.to_host(val)
         alpha_p = jnp.asarray(alpha_p)
+        if st.mesh is not None:
+            alpha_p = _dist.put(alpha_p, st.idx_sharding())
     stats = engines.chunk_stats(theta, st.prob.theta_ref, st.prob.r0, st.prob.alpha,
                                 st.prob.r_full, alpha_p, idx_j, st.k, vectors)
-    out = {key: np.asarray(v) for key, v in stats.items()}
+    out = {key: _dist.to_host(v) for key, v in stats.items()}
     keep = np.arange(theta.shape[0])[None] // st.k != idx[:, None]
-    bnorm = np.linalg.norm(np.where(keep, np.asarray(st.prob.r0)[None], 0.0), axis=1)
+    bnorm = np.linalg.norm(np.where(keep, _dist.to_host(st.prob.r0)[None], 0.0), axis=1)
     out["alpha_error_bound"] = bnorm * (plan.abs_bound if plan is not None else 0.0)
     return out
 
@@ -259,10 +334,14 @@ def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, pro
         chunk = -(-n // -(-n // chunk))  # equal chunks: as little padding as possible
     else:
         chunk = min(int(solver.chunk_size), n)
+    if st.mesh is not None and not st.theta_split:  # chunk samples split over "data"
+        data = _dist.axis_size(st.mesh, "data")
+        chunk = -(-chunk // data) * data
     m = plan.iterations if plan else 0
     store = None
     if checkpoint_dir is not None and not vectors:
-        fp = fingerprint(st.prob.theta, st.prob.r0, st.prob.theta_ref, n=n, k=st.k,
+        fp = fingerprint(*(None if a is None else _dist.to_host(a)
+                           for a in (st.prob.theta, st.prob.r0, st.prob.theta_ref)), n=n, k=st.k,
                          lr=float(st.dyn.lr), ts=st.ts.tolist(), continuous=st.dyn.continuous,
                          weight_decay=float(st.dyn.weight_decay), method=method, tol=solver.tol,
                          chunk=chunk, m=m)
@@ -290,7 +369,7 @@ def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, pro
 
 def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
                 theta_ref: jax.Array | None = None, solver: LOOSolver = LOOSolver(),
-                progress: bool = False) -> LOOVectors:
+                progress: bool = False, mesh: Mesh | None = None) -> LOOVectors:
     """Leave-one-out change vectors of every training sample, from a precomputed kernel.
 
     Args:
@@ -303,6 +382,9 @@ def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
         use the Schur complement unless ``method="exact"``; ``method`` in the result reports
         the method of the finite times.
       progress: progress bar over samples.
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis, or ``None`` (one device):
+        the kernels are sharded by rows over it and every chunk runs on all its devices
+        (module docstring); the results equal the single-device ones up to round-off.
 
     Returns:
       :class:`LOOVectors`. Memory: ``T·n·nk`` numbers for each vector field; use
@@ -310,8 +392,10 @@ def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
     """
     dyn = as_dynamics(dynamics)
     with precision_scope(solver.dtype):
-        theta, r0, theta_ref = to_host64(solver.dtype, theta, r0, theta_ref)
-        st = _setup(theta, r0, dyn, theta_ref, solver.method)
+        if mesh is not None:
+            mesh = _dist.auto_mesh(mesh)
+        theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
+        st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
         meth, plan = _resolve(st, solver)
         out = _run(st, meth, plan, solver, vectors=True, progress=progress, checkpoint_dir=None)
     T = len(st.ts)
@@ -319,7 +403,7 @@ def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
     ref = None
     if st.prob.theta_ref is not None:
         ref = tr(out["ref_change"]).reshape(T, st.n, -1, st.k)
-    return LOOVectors(st.ts, np.asarray(st.prob.alpha), tr(out["delta_alpha"]),
+    return LOOVectors(st.ts, _dist.to_host(st.prob.alpha), tr(out["delta_alpha"]),
                       tr(out["train_change"]), ref, tr(out["train_loss_change"]),
                       tr(out["weight_change_sq"]), out["alpha_error_bound"], meth,
                       plan.iterations if plan else 0)
@@ -342,8 +426,8 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: Gr
                                    *, theta_ref: jax.Array | None = None, sigma: float = 1.0,
                                    sigma_f: float = 1.0, reduction: str = "mean",
                                    solver: LOOSolver = LOOSolver(), progress: bool = True,
-                                   checkpoint_dir: str | os.PathLike | None = None
-                                   ) -> UniqueInformation:
+                                   checkpoint_dir: str | os.PathLike | None = None,
+                                   mesh: Mesh | None = None) -> UniqueInformation:
     """Smooth unique information of every sample from a precomputed kernel (nats).
 
     Args:
@@ -355,6 +439,11 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: Gr
       progress: progress bar over samples.
       checkpoint_dir: directory where finished chunks are saved; a run interrupted and
         restarted with the same inputs and settings reuses them (:mod:`jaxinfo.checkpoint`).
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis (:mod:`jaxinfo.distributed`),
+        or ``None`` (one device). ``theta`` may be a sharded ``jax.Array`` (as
+        :func:`jaxinfo.empirical_ntk` returns with ``mesh``) or a host array; it is kept
+        sharded by rows and the chunk products run on all devices (module docstring). The
+        results equal the single-device ones up to round-off.
 
     Returns:
       :class:`UniqueInformation` with ``[n]`` numpy arrays.
@@ -366,12 +455,15 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: Gr
     _check_smoothing(sigma, sigma_f, reduction)
     _single_time(dyn)
     with precision_scope(solver.dtype):
-        theta, r0, theta_ref = to_host64(solver.dtype, theta, r0, theta_ref)
-        st = _setup(theta, r0, dyn, theta_ref, solver.method)
+        if mesh is not None:
+            mesh = _dist.auto_mesh(mesh)
+        theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
+        st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
         meth, plan = _resolve(st, solver)
         out = _run(st, meth, plan, solver, vectors=False, progress=progress,
                    checkpoint_dir=checkpoint_dir)
-        sample_loss = 0.5 * np.sum(np.asarray(st.prob.r_full[0]).reshape(st.n, st.k) ** 2, 1)
+        r_full = _dist.to_host(st.prob.r_full)[0]
+        sample_loss = 0.5 * np.sum(r_full.reshape(st.n, st.k) ** 2, 1)
     wsq = out["weight_change_sq"][:, 0]
     if st.prob.theta_ref is None:
         fsq, m_ref = out["train_others_sq"][:, 0], st.n - 1
@@ -457,7 +549,8 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
                        checkpoint_dir: str | os.PathLike | None = None,
                        kernel_dir: str | os.PathLike | None = None,
                        projection_dim: int | None = None,
-                       key: jax.Array | None = None) -> UniqueInformation:
+                       key: jax.Array | None = None,
+                       mesh: Mesh | None = None) -> UniqueInformation:
     """Smooth unique information of every training sample of a network (nats).
 
     The network is linearized at ``params`` and trained in closed form (MSE, full-batch GD or
@@ -495,6 +588,11 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
       key: ``jax.random`` key of the sketch (needed when ``projection_dim < P``). The weight-space
         path does not use ``checkpoint_dir`` or ``batch_size`` (it streams Jacobians in chunks
         sized by ``solver.memory_budget``).
+      mesh: a :class:`jax.sharding.Mesh` with a ``"data"`` axis and optionally a ``"model"``
+        axis (:func:`jaxinfo.distributed.data_mesh`), or ``None`` (one device). The NTKs are
+        computed sharded (:func:`jaxinfo.empirical_ntk` with ``mesh``) and stay sharded through
+        the leave-one-out engine (:func:`unique_information_from_kernel`); the results equal
+        the single-device ones up to round-off.
 
     Returns:
       :class:`UniqueInformation` (``[n]`` arrays, nats for the SI fields).
@@ -506,7 +604,10 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
     sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
     n, k = sup.f0.shape
     too_big = (n * k) ** 2 * 8 > solver.memory_budget
-    if projection_dim is not None or (too_big and dynamics.t is None
+    if mesh is not None and (projection_dim is not None or kernel_dir is not None):
+        raise ValueError("mesh= is not supported with projection_dim= or kernel_dir= yet: the "
+                         "weight-space and out-of-core paths run on one device")
+    if projection_dim is not None or (mesh is None and too_big and dynamics.t is None
                                       and _num_params(params) < n * k):
         from jaxinfo.sui.projected import unique_information_projected
         return unique_information_projected(
@@ -523,14 +624,15 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
         return unique_information_out_of_core(
             kernel, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
             reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
-    kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size)
+    kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size, mesh=mesh)
     theta = kernel_matrix(empirical_ntk(apply_fn, params, sup.x, **kw))
     theta_ref = None
     if sup.x_ref is not None:
         theta_ref = kernel_matrix(empirical_ntk(apply_fn, params, sup.x_ref, sup.x, **kw))
     return unique_information_from_kernel(
         theta, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
-        reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
+        reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir,
+        mesh=mesh)
 
 
 def _num_params(params: Any) -> int:
