@@ -8,6 +8,7 @@ Usage::
                                             # neuron-diversity α/β sweeps (Bansal et al.)
 
     jaxinfo COMMAND CONFIG.toml --out DIR [--set table.key=value ...] [--force]
+                                  [--distributed] [--no-compilation-cache]
 
 with COMMAND one of (``configs/`` ships a ready configuration of each on bundled data):
 
@@ -17,7 +18,14 @@ with COMMAND one of (``configs/`` ships a ready configuration of each on bundled
   ``auroc`` and ``average_precision``, each ``{weight_si, functional_si, loss, random}``;
 - ``summarize``: held-out accuracy after removing samples ranked by functional SI;
 - ``subpopulations``: mean SI per class as one class is subsampled;
-- ``sources``: SI distribution per data source.
+- ``sources``: SI distribution per data source;
+- ``memorization``: entropy and MI of the hidden units across colour / label-noise levels
+  under a named protocol (the authors' or jaxinfo 0.1's), Kendall τ with a bootstrap
+  interval over seeds (Bansal, Pruthi & Belinkov 2022).
+
+The configuration commands use JAX's persistent compilation cache (``--no-compilation-cache``
+turns it off); ``--distributed`` initialises ``jax.distributed`` from the environment and
+shards the kernels and the leave-one-out engine over every device (``docs/scaling.md``).
 
 The configuration (:mod:`jaxinfo.config`) is validated before any work: a bad one prints one
 line naming the key and what is expected, exits with status 2 and writes nothing. Finished work
@@ -296,6 +304,9 @@ def _build_model(cfg: dict, x1, outputs: int, side):
     return apply_fn, params
 
 
+_MESH = {"mesh": None}  # set by --distributed for this process's commands
+
+
 def _scoring(cfg: dict):
     from jaxinfo.dynamics import GradientDescent
     from jaxinfo.experiments.applications import Scoring
@@ -309,7 +320,7 @@ def _scoring(cfg: dict):
                    sigma=s["sigma"], sigma_f=s["sigma_f"], reduction=s["reduction"],
                    solver=LOOSolver(method=s["method"], chunk_size=s["chunk_size"] or None),
                    batch_size=s["batch_size"] or None, float64=s["float64"],
-                   progress=cfg["output"]["progress"])
+                   progress=cfg["output"]["progress"], mesh=_MESH["mesh"])
 
 
 def _times(values) -> list:
@@ -575,7 +586,23 @@ def main(argv: list[str] | None = None) -> int:
                        metavar="TABLE.KEY=VALUE", help="override a configuration key")
         p.add_argument("--force", action="store_true",
                        help="discard finished work in --out and start over")
+        p.add_argument("--distributed", action="store_true",
+                       help="initialise jax.distributed (multi-host; settings from the "
+                            "environment, docs/scaling.md) and shard over all devices")
+        p.add_argument("--no-compilation-cache", action="store_true",
+                       help="do not use JAX's persistent compilation cache "
+                            "(~/.cache/jaxinfo/xla or $JAXINFO_CACHE_DIR)")
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        import jaxinfo
+
+        if not args.no_compilation_cache:
+            jaxinfo.enable_compilation_cache()
+        if args.distributed:
+            from jaxinfo import distributed
+
+            distributed.initialize()
+            _MESH["mesh"] = distributed.data_mesh()
 
     if args.command == "demo":
         run_demo(args.out, quick=args.quick)

@@ -212,3 +212,29 @@ def test_other_commands_tiny(command, sets, tmp_path):
     else:
         assert len(summary["sources"]) == 4
     assert list(out.glob("*.png")) and list(out.glob("*.csv"))
+
+
+# ----------------------------------------------------------------------------- memorization
+
+MEM_TINY = ['protocol.dataset="digits"', "sweep.seeds=1", "sweep.levels=[0.0, 0.5]",
+            "output.figures=false", "output.progress=false",
+            'protocol.fields={hidden = [16, 16], max_steps = 12, first_check = 2, '
+            'check_every = 4, val_window = 2, mi_estimator = "binned"}']
+
+
+def test_memorization_command(tmp_path):
+    for mode in ("colored", "shuffled"):
+        assert load_config("memorization", CONFIGS / f"memorization_{mode}_mnist.toml")
+    out = tmp_path / "mem"
+    r = _cli("memorization", CONFIGS / "memorization_shuffled_mnist.toml", "--out", out,
+             "--no-compilation-cache", *_sets(MEM_TINY))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    tau = summary["kendall"]["shuffled"]
+    assert set(tau) == {"entropy", "mi"} and -1 <= tau["entropy"]["tau"] <= 1
+    rows = (out / "memorization.csv").read_text().splitlines()
+    assert rows[0].startswith("mode,level,") and len(rows) == 1 + 2 * 3  # 2 levels x 3 rows
+    bad = _cli("memorization", CONFIGS / "memorization_shuffled_mnist.toml", "--out",
+               tmp_path / "bad", *_sets(['protocol.fields={binnning = "per_neuron"}']))
+    assert bad.returncode == 2 and "protocol.fields.binnning" in bad.stderr
+    assert not (tmp_path / "bad").exists()

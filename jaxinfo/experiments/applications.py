@@ -69,6 +69,8 @@ class Scoring:
       float64: compute the kernels in float64 too (the leave-one-out arithmetic is float64
         regardless, per ``solver.dtype``).
       progress: progress bars (they redraw at most every 30 s in a log file).
+      mesh: a :class:`jax.sharding.Mesh` over which kernels and the leave-one-out engine are
+        sharded (:func:`jaxinfo.distributed.data_mesh`), or ``None`` (one device).
     """
 
     dynamics: GradientDescent
@@ -79,6 +81,7 @@ class Scoring:
     batch_size: int | None = None
     float64: bool = False
     progress: bool = True
+    mesh: Any = None
 
     def at(self, t: Any) -> "Scoring":
         """The same settings at time ``t`` (``None`` = ∞)."""
@@ -133,7 +136,7 @@ def score(apply_fn: Callable, params: Any, x: Any, targets: Any, x_ref: Any = No
     kw = dict(dynamics=scoring.dynamics, sigma=scoring.sigma, sigma_f=scoring.sigma_f,
               reduction=scoring.reduction, solver=scoring.solver,
               batch_size=scoring.batch_size, progress=scoring.progress,
-              checkpoint_dir=checkpoint_dir)
+              checkpoint_dir=checkpoint_dir, mesh=scoring.mesh)
     if not scoring.float64:
         return unique_information(apply_fn, params, jnp.asarray(x), jnp.asarray(targets),
                                   None if x_ref is None else jnp.asarray(x_ref), **kw)
