@@ -97,24 +97,29 @@ class Protocol:
       ksg_convention: ``"raw"`` (the authors: no scaling, no jitter) or ``"sklearn"``.
     """
 
+    # data
     dataset: str = "mnist"
     n_train: int | None = None
     n_val: int | None = None
     downsample: str = "stride"
+    # network and optimizer (Adam; the penalty l2·Σ‖θ‖² on `l2_on`)
     hidden: tuple[int, ...] = (256, 256, 256)
-    lr: float = 1e-3
-    batch_size: int = 512
-    l2: float = 0.002
-    l2_on: str = "all"
     shuffle: bool = False
+    batch_size: int = 512
+    lr: float = 1e-3
+    l2_on: str = "all"
+    l2: float = 0.002
+    # schedule, in optimizer steps: when the checks run
     max_steps: int = 48_500
     first_check: int = 97
     check_every: int = 970
     val_window: int = 97
+    # checkpoint rule, then early stopping (eligible after early_stop_after steps)
+    checkpoint: str = "best"
     early_stop_after: int = 19_497
     patience: int = 3
     loss_threshold: float = 0.2
-    checkpoint: str = "best"
+    # measures
     eval_inputs: str = "validation"
     n_eval: int | None = None
     bins: int = 100

@@ -37,7 +37,7 @@ from jaxinfo.dynamics import GradientDescent, as_dynamics
 from jaxinfo.linearize import check_step_size, kernel_matrix, precision_scope, to_host64
 from jaxinfo.sui import engines
 from jaxinfo.sui.plan import lanczos_plan
-from jaxinfo.sui.results import (METHODS, REDUCTIONS, LOOSolver, LOOVectors,
+from jaxinfo.sui.results import (METHODS, REDUCTIONS, LOOSolver, LOOVectors, from_stats,
                                  UniqueInformation)
 
 __all__ = ["unique_information", "unique_information_from_kernel", "unique_information_core",
@@ -365,6 +365,21 @@ def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, pro
     return {key: np.concatenate([r[key] for r in results]) for key in results[0]}
 
 
+def _solve(theta, r0, dyn: GradientDescent, theta_ref, solver: LOOSolver, mesh, *, vectors: bool,
+           progress: bool, checkpoint_dir):
+    """Placement, validation, method choice and the chunked run (inside the precision scope).
+
+    Returns ``(setup, method, plan, per-sample arrays)``."""
+    if mesh is not None:
+        mesh = _dist.auto_mesh(mesh)
+    theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
+    st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
+    meth, plan = _resolve(st, solver)
+    out = _run(st, meth, plan, solver, vectors=vectors, progress=progress,
+               checkpoint_dir=checkpoint_dir)
+    return st, meth, plan, out
+
+
 # ============================================================================ public API
 
 def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
@@ -392,12 +407,8 @@ def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
     """
     dyn = as_dynamics(dynamics)
     with precision_scope(solver.dtype):
-        if mesh is not None:
-            mesh = _dist.auto_mesh(mesh)
-        theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
-        st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
-        meth, plan = _resolve(st, solver)
-        out = _run(st, meth, plan, solver, vectors=True, progress=progress, checkpoint_dir=None)
+        st, meth, plan, out = _solve(theta, r0, dyn, theta_ref, solver, mesh, vectors=True,
+                                     progress=progress, checkpoint_dir=None)
     T = len(st.ts)
     tr = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731 - [n, T, …] -> [T, n, …]
     ref = None
@@ -455,28 +466,16 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: Gr
     _check_smoothing(sigma, sigma_f, reduction)
     _single_time(dyn)
     with precision_scope(solver.dtype):
-        if mesh is not None:
-            mesh = _dist.auto_mesh(mesh)
-        theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
-        st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
-        meth, plan = _resolve(st, solver)
-        out = _run(st, meth, plan, solver, vectors=False, progress=progress,
-                   checkpoint_dir=checkpoint_dir)
+        st, meth, plan, out = _solve(theta, r0, dyn, theta_ref, solver, mesh, vectors=False,
+                                     progress=progress, checkpoint_dir=checkpoint_dir)
         r_full = _dist.to_host(st.prob.r_full)[0]
         sample_loss = 0.5 * np.sum(r_full.reshape(st.n, st.k) ** 2, 1)
-    wsq = out["weight_change_sq"][:, 0]
-    if st.prob.theta_ref is None:
-        fsq, m_ref = out["train_others_sq"][:, 0], st.n - 1
-    else:
-        fsq, m_ref = out["ref_sq"][:, 0], st.prob.theta_ref.shape[0] // st.k
-    if reduction == "mean":
-        fsq = fsq / m_ref
-    return UniqueInformation(
-        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
-        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
-        alpha_error_bound=out["alpha_error_bound"], dynamics=dyn, sigma=float(sigma),
-        sigma_f=float(sigma_f), method=meth, reduction=reduction,
-        iterations=plan.iterations if plan else 0, num_reference=int(m_ref))
+    ref_rows = None if st.prob.theta_ref is None else st.prob.theta_ref.shape[0]
+    return from_stats({key: v[:, 0] for key, v in out.items() if v.ndim == 2}, n=st.n, k=st.k,
+                      ref_rows=ref_rows, reduction=reduction, sigma=float(sigma),
+                      sigma_f=float(sigma_f), sample_loss=sample_loss,
+                      alpha_error_bound=out["alpha_error_bound"], dynamics=dyn, method=meth,
+                      iterations=plan.iterations if plan else 0)
 
 
 def unique_information_core(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
@@ -526,19 +525,12 @@ def unique_information_core(theta: jax.Array, r0: jax.Array, dynamics: GradientD
                                                      theta.dtype)
     out = engines.loo_statistics(theta, r0.reshape(-1), ref, ts, dyn.lr, dyn.weight_decay, k=k,
                                  method=method, continuous=dyn.continuous, iterations=iterations)
-    wsq = out["weight_change_sq"][:, 0]
-    if ref is None:
-        fsq, m_ref = out["train_others_sq"][:, 0], n - 1
-    else:
-        fsq, m_ref = out["ref_sq"][:, 0], ref.shape[0] // k
-    if reduction == "mean":
-        fsq = fsq / m_ref
     bound = jnp.full((n,), jnp.nan if method == "lanczos" else 0.0, theta.dtype)
-    return UniqueInformation(
-        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
-        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=out["sample_loss"][0],
-        alpha_error_bound=bound, dynamics=dyn, sigma=sigma, sigma_f=sigma_f, method=method,
-        reduction=reduction, iterations=int(iterations), num_reference=int(m_ref))
+    return from_stats({key: v[:, 0] for key, v in out.items() if key != "sample_loss"}, n=n,
+                      k=k, ref_rows=None if ref is None else ref.shape[0], reduction=reduction,
+                      sigma=sigma, sigma_f=sigma_f, sample_loss=out["sample_loss"][0],
+                      alpha_error_bound=bound, dynamics=dyn, method=method,
+                      iterations=iterations)
 
 
 def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: Any = None,

@@ -97,16 +97,33 @@ def lanczos_run(theta, r0, idx, shift, s_max, k, m, reorth):
       ``[m, c, nk]`` and ``‖b‖`` ``[c]``.
     """
     nk = r0.shape[0]
-    c = idx.shape[0]
     keep = _blocks(nk, k)[None, :] != idx[:, None]  # [c, nk]
     b = jnp.where(keep, r0[None, :], 0.0)
+    return lanczos_recurrence(lambda q: jnp.where(keep, _mm(q, theta), 0.0) + shift * q, b,
+                              s_max, m, reorth)
+
+
+def lanczos_recurrence(matvec, b, s_max, m: int, reorth: bool):
+    """The Lanczos three-term recurrence for a chunk of symmetric problems at once (traceable).
+
+    Args:
+      matvec: ``q [c, d] -> B q [c, d]``, each row with its own symmetric ``B``.
+      b: ``[c, d]`` starting vectors. s_max: an upper bound of the spectra (scales the
+        breakdown test). m: number of steps (static). reorth: re-orthogonalise fully
+        (classical Gram–Schmidt twice; used when m reaches the dimension, which is then exact).
+
+    Returns:
+      ``(diag [c, m], off [c, m], basis [m, c, d] or [0, c, d], ‖b‖ [c])``; an exhausted
+      Krylov space (β ≈ 0) is closed by zero blocks.
+    """
+    c, d = b.shape
     bnorm = jnp.linalg.norm(b, axis=1)
     q0 = b / jnp.where(bnorm > 0, bnorm, 1.0)[:, None]
-    tiny = 1e3 * nk * jnp.finfo(theta.dtype).eps * s_max
+    tiny = 1e3 * d * jnp.finfo(b.dtype).eps * s_max
 
     def step(carry, j):
         q, q_prev, beta_prev, basis = carry
-        w = jnp.where(keep, _mm(q, theta), 0.0) + shift * q - beta_prev[:, None] * q_prev
+        w = matvec(q) - beta_prev[:, None] * q_prev
         a = jnp.sum(w * q, axis=1)
         w = w - a[:, None] * q
         if reorth:
@@ -121,8 +138,8 @@ def lanczos_run(theta, r0, idx, shift, s_max, k, m, reorth):
         beta = jnp.where(alive, beta, 0.0)
         return (q_next, q, beta, basis), (a, beta, q)
 
-    init = (q0, jnp.zeros_like(q0), jnp.zeros((c,), theta.dtype),
-            jnp.zeros((m if reorth else 0, c, nk), theta.dtype))
+    init = (q0, jnp.zeros_like(q0), jnp.zeros((c,), b.dtype),
+            jnp.zeros((m if reorth else 0, c, d), b.dtype))
     _, (a, beta, basis) = lax.scan(step, init, jnp.arange(m))
     return a.T, beta.T, basis, bnorm
 

@@ -46,7 +46,7 @@ from jaxinfo.kernel_store import (KernelFile, blocked_cholesky, cho_solve_blocke
                                   matmul_blocked)
 from jaxinfo.linearize import check_step_size
 from jaxinfo.sui import engines
-from jaxinfo.sui.results import LOOSolver, UniqueInformation
+from jaxinfo.sui.results import LOOSolver, UniqueInformation, from_stats
 
 __all__ = ["unique_information_out_of_core"]
 
@@ -180,17 +180,9 @@ def unique_information_out_of_core(kernel: KernelFile, r0: np.ndarray, dynamics:
     bar.close()
     _log.info("phase=leave_one_out seconds=%.3f", time.perf_counter() - tic)
     out = {key: np.concatenate([r[key] for r in results]) for key in results[0]}
-    wsq = out["weight_change_sq"][:, 0]
-    if ref is None:
-        fsq, m_ref = out["train_others_sq"][:, 0], n - 1
-    else:
-        fsq, m_ref = out["ref_sq"][:, 0], ref.shape[0] // k
-    if reduction == "mean":
-        fsq = fsq / m_ref
-    sample_loss = 0.5 * np.sum(r_full.reshape(n, k) ** 2, axis=1)
-    return UniqueInformation(
-        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
-        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
-        alpha_error_bound=np.zeros(n), dynamics=dyn, sigma=float(sigma),
-        sigma_f=float(sigma_f), method="schur", reduction=reduction, iterations=0,
-        num_reference=int(m_ref))
+    return from_stats({key: v[:, 0] for key, v in out.items()}, n=n, k=k,
+                      ref_rows=None if ref is None else ref.shape[0], reduction=reduction,
+                      sigma=float(sigma), sigma_f=float(sigma_f),
+                      sample_loss=0.5 * np.sum(r_full.reshape(n, k) ** 2, axis=1),
+                      alpha_error_bound=np.zeros(n), dynamics=dyn, method="schur",
+                      iterations=0)

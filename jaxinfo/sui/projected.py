@@ -59,7 +59,8 @@ from jax.flatten_util import ravel_pytree
 from jaxinfo._optional import progress_bar
 from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
 from jaxinfo.dynamics import GradientDescent, as_dynamics
-from jaxinfo.sui.results import LOOSolver, UniqueInformation
+from jaxinfo.sui import engines
+from jaxinfo.sui.results import LOOSolver, UniqueInformation, from_stats
 
 __all__ = ["DEFAULT_PROJECTION_DIM", "Sketch", "make_sketch", "sketch_rows", "features",
            "primal_loo", "primal_loo_finite",
@@ -182,35 +183,11 @@ def _lanczos_lowrank(sig, ut, b, s_max, m, reorth):
     when ``reorth``, i.e. m = d). Returns the tridiagonal ``(diag, off)`` ``[c, m]``, the basis
     ``[m, c, d]`` and ``‖b‖ [c]``.
     """
-    c, d = b.shape
-    bnorm = jnp.linalg.norm(b, axis=1)
-    q0 = b / jnp.where(bnorm > 0, bnorm, 1.0)[:, None]
-    tiny = 1e3 * d * jnp.finfo(b.dtype).eps * s_max
-
     def matvec(q):
         return sig * q - jnp.einsum("ckd,ck->cd", ut, jnp.einsum("ckd,cd->ck", ut, q,
                                                                  precision=_HI), precision=_HI)
 
-    def step(carry, j):
-        q, q_prev, beta_prev, basis = carry
-        w = matvec(q) - beta_prev[:, None] * q_prev
-        a = jnp.sum(w * q, axis=1)
-        w = w - a[:, None] * q
-        if reorth:
-            basis = basis.at[j].set(q)
-            for _ in range(2):
-                w = w - jnp.einsum("jc,jcn->cn", jnp.einsum("jcn,cn->jc", basis, w, precision=_HI),
-                                   basis, precision=_HI)
-        beta = jnp.linalg.norm(w, axis=1)
-        alive = beta > tiny
-        q_next = jnp.where(alive[:, None], w / jnp.where(alive, beta, 1.0)[:, None], 0.0)
-        beta = jnp.where(alive, beta, 0.0)
-        return (q_next, q, beta, basis), (a, beta, q)
-
-    init = (q0, jnp.zeros_like(q0), jnp.zeros((c,), b.dtype),
-            jnp.zeros((m if reorth else 0, c, d), b.dtype))
-    _, (a, beta, basis) = lax.scan(step, init, jnp.arange(m))
-    return a.T, beta.T, basis, bnorm
+    return engines.lanczos_recurrence(matvec, b, s_max, m, reorth)
 
 
 @partial(jax.jit, static_argnames=("m", "reorth", "continuous", "power"))
@@ -222,7 +199,6 @@ def _loo_chunk_finite(s, shift, b_e, v_e, u_e, r0k, ts, eta, s_max, gram_ref_e, 
     ``r0k [c, k]``, ``ts [1]``: ``v'_i = −g'_t(diag(s + shift) − ŨᵀŨ)(b̃ − Ũᵀr0_K)`` by m Lanczos
     steps (step ``eta = lr/(n−1)``). Returns the stats ``[c]``.
     """
-    from jaxinfo.sui import engines
 
     b = b_e[None] - jnp.einsum("ckd,ck->cd", u_e, r0k, precision=_HI)
     diag, off, basis, bnorm = _lanczos_lowrank(s + shift, u_e, b, s_max, m, reorth)
@@ -468,17 +444,8 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
     check_step_size(out["s_max"] + n * lam, float(dyn.lr), n, continuous=dyn.continuous)
     check_step_size(out["s_max"] + (n - 1) * lam, float(dyn.lr), n - 1,
                     continuous=dyn.continuous)
-    wsq = out["weight_change_sq"]
-    if phi_ref is None:
-        fsq, m_ref = out["train_others_sq"], n - 1
-    else:
-        fsq, m_ref = out["ref_sq"], phi_ref.shape[0] // k
-    if reduction == "mean":
-        fsq = fsq / m_ref
-    sample_loss = 0.5 * np.sum(out["r_full"].reshape(n, k) ** 2, axis=1)
-    return UniqueInformation(
-        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
-        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
-        alpha_error_bound=bound, dynamics=dyn, sigma=float(sigma), sigma_f=float(sigma_f),
-        method="schur" if dyn.t is None else "lanczos", reduction=reduction, iterations=m,
-        num_reference=int(m_ref))
+    return from_stats(out, n=n, k=k, ref_rows=None if phi_ref is None else phi_ref.shape[0],
+                      reduction=reduction, sigma=float(sigma), sigma_f=float(sigma_f),
+                      sample_loss=0.5 * np.sum(out["r_full"].reshape(n, k) ** 2, axis=1),
+                      alpha_error_bound=bound, dynamics=dyn,
+                      method="schur" if dyn.t is None else "lanczos", iterations=m)

@@ -15,7 +15,7 @@ from jaxinfo._types import DEFAULT_MEMORY_BUDGET
 from jaxinfo.dynamics import GradientDescent
 
 __all__ = ["UniqueInformation", "LOOVectors", "LanczosPlan", "LOOSolver", "METHODS",
-           "REDUCTIONS"]
+           "REDUCTIONS", "from_stats"]
 
 METHODS = ("auto", "schur", "lanczos", "exact")
 REDUCTIONS = ("mean", "sum")
@@ -63,6 +63,34 @@ class UniqueInformation:
     reduction: str = _static("mean")
     iterations: int = _static(0)
     num_reference: int = _static(0)
+
+
+def from_stats(stats: dict, *, n: int, k: int, ref_rows: int | None, reduction: str, sigma: Any,
+               sigma_f: Any, sample_loss: Any, alpha_error_bound: Any,
+               dynamics: GradientDescent, method: str, iterations: int) -> UniqueInformation:
+    """Assembles :class:`UniqueInformation` from the per-sample sums of squares of any engine.
+
+    Args:
+      stats: ``"weight_change_sq"`` ``[n]`` (‖Δw‖²), ``"train_others_sq"`` ``[n]`` (Σ over the
+        other training samples of ‖Δf‖²) and, with reference inputs, ``"ref_sq"`` ``[n]``.
+      ref_rows: rows of Θ* (m·k), or ``None`` without reference inputs (then the reference set
+        of sample i is the other n − 1 training samples).
+      reduction: ``"mean"`` divides by the number of reference inputs M; ``"sum"`` does not.
+      the rest: stored as given.
+    """
+    wsq = stats["weight_change_sq"]
+    if ref_rows is None:
+        fsq, m_ref = stats["train_others_sq"], n - 1
+    else:
+        fsq, m_ref = stats["ref_sq"], ref_rows // k
+    if reduction == "mean":
+        fsq = fsq / m_ref
+    return UniqueInformation(
+        weight_si=wsq / (2 * sigma ** 2), functional_si=fsq / (2 * sigma_f ** 2),
+        weight_change_sq=wsq, function_change_sq=fsq, sample_loss=sample_loss,
+        alpha_error_bound=alpha_error_bound, dynamics=dynamics, sigma=sigma, sigma_f=sigma_f,
+        method=method, reduction=reduction, iterations=int(iterations),
+        num_reference=int(m_ref))
 
 
 class LOOVectors(NamedTuple):
