@@ -92,6 +92,7 @@ class CheckpointStore:
             atomic_write_bytes(meta_path, json.dumps(
                 {"fingerprint": fingerprint, **meta}, indent=1, default=repr).encode())
         self.fingerprint = fingerprint
+        self._saves = 0
 
     def path(self, name: str) -> Path:
         """The file holding piece ``name``."""
@@ -108,6 +109,8 @@ class CheckpointStore:
     def save(self, name: str, **arrays: Any) -> None:
         """Writes a finished piece atomically."""
         atomic_savez(self.path(name), **arrays)
+        self._saves += 1
+        _pause_for_tests(self._saves)
 
     def load_json(self, name: str) -> Any | None:
         """A finished piece stored as JSON (tables of rows), or ``None``."""
@@ -118,6 +121,19 @@ class CheckpointStore:
         """Writes a JSON-able finished piece (e.g. a list of row dicts) atomically."""
         atomic_write_bytes(self.directory / f"{name}.json",
                            json.dumps(value, indent=1, default=float).encode())
+
+
+#: Crash-resume tests set this to N: the process then stops (sleeps) right after its N-th
+#: finished piece is written, so that a test can kill it at a known point.
+PAUSE_ENV = "JAXINFO_PAUSE_AFTER_SAVES"
+
+
+def _pause_for_tests(saves: int) -> None:
+    pause = os.environ.get(PAUSE_ENV)
+    if pause and saves == int(pause):
+        import time
+
+        time.sleep(3600)
 
 
 def open_store(directory: str | os.PathLike | None, fp: str, **meta: Any
