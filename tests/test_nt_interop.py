@@ -59,9 +59,6 @@ def _params_of(cases):
 
 
 IMPL1 = [c for c in CASES if c[2] == 1]
-NO_NTK_FN = pytest.mark.skipif(not hasattr(jaxinfo, "empirical_ntk_fn"),
-                               reason="jaxinfo.empirical_ntk_fn is not available in this checkout")
-
 
 # ----------------------------------------------------------------------------- the stax models
 
@@ -174,7 +171,6 @@ def test_sum_equals_mean_times_traced_size(key, model, impl, trace, diag, x2_giv
     _assert_kernel(np.asarray(got) / size, REF[key])
 
 
-@NO_NTK_FN
 @pytest.mark.parametrize(ARGS, _params_of(CASES))
 def test_empirical_ntk_fn_matches_neural_tangents(key, model, impl, trace, diag, x2_given,
                                                   shape):
@@ -185,7 +181,6 @@ def test_empirical_ntk_fn_matches_neural_tangents(key, model, impl, trace, diag,
     _assert_kernel(ntk(x1, x2, params), REF[key])
 
 
-@NO_NTK_FN
 @pytest.mark.parametrize(ARGS, _params_of(IMPL1))
 def test_empirical_ntk_fn_auto_jit_defaults(key, model, impl, trace, diag, x2_given, shape):
     """``implementation="auto"`` under ``jax.jit``, with x2 passed positionally or as None."""
