@@ -75,8 +75,10 @@ def from_stats(stats: dict, *, n: int, k: int, ref_rows: int | None, reduction: 
         other training samples of ‖Δf‖²) and, with reference inputs, ``"ref_sq"`` ``[n]``.
       ref_rows: rows of Θ* (m·k), or ``None`` without reference inputs (then the reference set
         of sample i is the other n − 1 training samples).
+      n, k: samples and outputs per sample.
       reduction: ``"mean"`` divides by the number of reference inputs M; ``"sum"`` does not.
-      the rest: stored as given.
+      sigma, sigma_f: smoothing scales (the SI fields are the squared changes over 2σ²).
+      sample_loss, alpha_error_bound, dynamics, method, iterations: stored as given.
     """
     wsq = stats["weight_change_sq"]
     if ref_rows is None:
