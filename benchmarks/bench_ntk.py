@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import best_time
 
 from jaxinfo import empirical_ntk
 
@@ -74,16 +74,6 @@ def naive_ntk(apply_fn, params, x):
         rows.append(jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], 1))
     j = jnp.stack(rows)[:, 0, :]  # k = 1
     return j @ j.T
-
-
-def best_time(fn, repeats):
-    jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def setup(model, n):

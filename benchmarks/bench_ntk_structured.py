@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import best_time
 
 from jaxinfo.ntk import empirical_ntk
 from jaxinfo.ntk_structured import structured_cost, structured_ntk
@@ -37,16 +37,6 @@ def mlp(key, sizes, act):
         return x @ p[-1]["w"] + p[-1]["b"]
 
     return apply_fn, params
-
-
-def best_time(fn, repeats):
-    jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def row(name, apply_fn, params, shape, trace, repeats):

@@ -22,21 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-def best(fn, repeats):
-    jax.block_until_ready(fn())
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        out.append(time.perf_counter() - t0)
-    return min(out)
+from _timing import best_time as best
 
 
 def memory_mib(fn, *args):

@@ -108,7 +108,7 @@ def _findings() -> list[str]:
             "t = ∞ loss 0.48 vs SI 0.94 — the same picture.)")
     f, g = _load("detect_fgsm"), _load("detect_pgd")
     if f is not None and g is not None:
-        (t1, fa), (g1, ga) = next(iter(f["by_t"].items())), next(iter(g["by_t"].items()))
+        (t1, fa), (_, ga) = next(iter(f["by_t"].items())), next(iter(g["by_t"].items()))
         lines.append(
             f"- **Adversarial samples** (ε = 0.1) are much harder to flag. At t = {t1}: weight "
             f"SI AUROC {fa['auroc']['weight_si']:.3f} (FGSM) / {ga['auroc']['weight_si']:.3f} "
