@@ -100,12 +100,21 @@ def build(init: str, regime: str, pre: dict, task, conv_impl: str, dtype):
     return reg, reg.prepare(x_tr), reg.prepare(jnp.asarray(task.x_ref, dtype))
 
 
-def kernels(reg, x, xr):
-    """Float64 Θ [n, n] and Θ* [m, n] (one output), and r0 = f(x) (targets added later)."""
+def kernels(reg, x, xr, cache: str | None = None):
+    """Float64 Θ [n, n] and Θ* [m, n] (one output) and f0 = f(x) [n, 1]; cached in ``cache``
+    (an ``.npz``) when given."""
+    if cache is not None and os.path.exists(cache):
+        with np.load(cache) as z:
+            return z["theta"], z["theta_ref"], z["f0"]
     theta = kernel_matrix(empirical_ntk(reg.apply_fn, reg.params, x, trace_axes=()))
     theta_ref = kernel_matrix(empirical_ntk(reg.apply_fn, reg.params, xr, x, trace_axes=()))
     f0 = reg.apply_fn(reg.params, x)
-    return np.asarray(theta), np.asarray(theta_ref), np.asarray(f0)
+    out = np.asarray(theta), np.asarray(theta_ref), np.asarray(f0)
+    if cache is not None:
+        from jaxinfo.checkpoint import atomic_savez
+
+        atomic_savez(cache, theta=out[0], theta_ref=out[1], f0=out[2])
+    return out
 
 
 def run_one(name: str, pre: dict, task, work: str, progress: bool) -> dict:
@@ -121,7 +130,8 @@ def run_one(name: str, pre: dict, task, work: str, progress: bool) -> dict:
     t0 = time.perf_counter()
     with jax.enable_x64(True):
         reg, x, xr = build(init, regime, pre, task, s["conv_impl"], jnp.float64)
-        theta, theta_ref, f0 = kernels(reg, x, xr)
+        theta, theta_ref, f0 = kernels(reg, x, xr, os.path.join(
+            work, f"kernels_{name.replace('/', '_')}.npz"))
         lam_max = float(np.linalg.eigvalsh(theta)[-1]) / n
         lr = s["lr_scale"] / lam_max
         dyn = GradientDescent(lr=lr, t=s["steps"])
@@ -176,7 +186,8 @@ def phase_sizes(pre: dict, task, work: str, regime: str = "full") -> dict:
     res = dict(regime=regime, sizes=list(SIZES), rows=[])
     with jax.enable_x64(True):
         reg, x, xr = build("pretrained", regime, pre, task, s["conv_impl"], jnp.float64)
-        theta, theta_ref, f0 = kernels(reg, x, xr)
+        theta, theta_ref, f0 = kernels(reg, x, xr, os.path.join(
+            work, f"kernels_pretrained_{regime}.npz"))
         n = len(x)
         lr = s["lr_scale"] / (float(np.linalg.eigvalsh(theta)[-1]) / n)
         dyn = GradientDescent(lr=lr, t=s["steps"])
@@ -400,7 +411,11 @@ def main(argv=None):
             log(f"   FAILED: {type(err).__name__}: {err}")
     sizes = {}
     for reg in ("last_block", "full"):
-        if args.report_only and not os.path.exists(os.path.join(args.work, f"sizes_{reg}.json")):
+        done = os.path.exists(os.path.join(args.work, f"sizes_{reg}.json"))
+        # the full network's kernels take ~10 min here: only when cached by its run
+        cheap = reg != "full" or os.path.exists(os.path.join(args.work,
+                                                             "kernels_pretrained_full.npz"))
+        if not done and (args.report_only or not cheap):
             continue
         sizes[reg] = phase_sizes(pre, task, args.work, reg)
     report(pre_info, records, sizes, task, args)

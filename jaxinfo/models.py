@@ -20,7 +20,7 @@ class, e.g. ``PatchConv_0``), so recorded results and saved parameters still app
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -117,19 +117,21 @@ class Conv(nn.Module):
     with stride 2 gives 7×7). ``impl="patches"`` computes it as im2col patches @ kernel (fast
     when vmapped over per-model weights on CPU, see :class:`PatchConv`); ``impl="lax"`` calls
     ``lax.conv_general_dilated`` (fast for one model). Both give the same function of the
-    same parameter.
+    same parameter. The kernel is drawn in ``param_dtype`` (float32, as Flax's layers), so the
+    initialization does not depend on whether float64 is enabled.
     """
 
     features: int
     kernel_size: int = 3
     strides: int = 1
     impl: str = "patches"
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         k, cin = self.kernel_size, x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (k, k, cin, self.features))
+                            (k, k, cin, self.features), self.param_dtype)
         kernel = kernel.astype(x.dtype)
         pad = ((k - 1) // 2, (k - 1) // 2)
         s = (self.strides, self.strides)

@@ -2,6 +2,8 @@
 convolution implementations, the closed form on the linearized ResNet, and the moved modules."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,11 +15,22 @@ from jaxinfo import GradientDescent, empirical_ntk, flax_apply, linearize, linea
 from jaxinfo.models import MLP, ResNet, ShallowMLP, SmallCNN, count_params
 
 
-def tiny_resnet(norm="batch", k=2, conv_impl="patches", seed=0):
+@functools.lru_cache(maxsize=None)
+def _init_cached(module, seed_bits):
+    # jitted and cached: eager Flax init is slow on a loaded CPU
+    return jax.jit(module.init)(jnp.asarray(seed_bits, jnp.uint32), jnp.zeros((1, 6, 6, 1),
+                                                                                jnp.float32))
+
+
+def _init(module, key):
+    return _init_cached(module, tuple(np.asarray(jax.random.key_data(key)).tolist()))
+
+
+def tiny_resnet(norm="batch", k=2, conv_impl="patches", seed=0, widths=(2, 3), blocks=(1, 1)):
     """A 2-stage, 1-block-per-stage ResNet on 6×6 images with non-trivial frozen statistics."""
-    module = ResNet((2, 3), (1, 1), num_outputs=k, norm=norm, conv_impl=conv_impl)
+    module = ResNet(widths, blocks, num_outputs=k, norm=norm, conv_impl=conv_impl)
     kp, km, kv = jax.random.split(jax.random.PRNGKey(seed), 3)
-    variables = module.init(kp, jnp.zeros((1, 6, 6, 1)))
+    variables = _init(module, kp)
     if "batch_stats" in variables:
         leaves, tree = jax.tree_util.tree_flatten(variables["batch_stats"])
         keys = jax.random.split(km, len(leaves))
@@ -35,6 +48,9 @@ def jacobian_ntk(apply_fn, params, x1, x2):
         return jnp.concatenate([a.reshape(a.shape[0], a.shape[1], -1)
                                 for a in jax.tree_util.tree_leaves(j)], axis=-1)
     return jnp.einsum("acp,bdp->abcd", jac(x1), jac(x2))
+
+
+jacobian_ntk = jax.jit(jacobian_ntk, static_argnums=0)
 
 
 @pytest.mark.parametrize("implementation", ["jacobian", "structured"])
@@ -60,8 +76,9 @@ def test_patches_and_lax_convolutions_are_the_same_function():
         m_p, variables = tiny_resnet(conv_impl="patches")
         m_l = m_p.clone(conv_impl="lax")
         x = jax.random.uniform(jax.random.PRNGKey(3), (4, 6, 6, 1), jnp.float64)
-        np.testing.assert_allclose(m_p.apply(variables, x), m_l.apply(variables, x), rtol=1e-12)
-        f_p = m_p.apply(variables, x, return_features=True)
+        np.testing.assert_allclose(jax.jit(m_p.apply)(variables, x),
+                                   jax.jit(m_l.apply)(variables, x), rtol=1e-12)
+        f_p = jax.jit(lambda v, x: m_p.apply(v, x, return_features=True))(variables, x)
         assert f_p.shape == (4, 3)
 
 
@@ -70,9 +87,9 @@ def test_group_norm_and_train_mode():
     module, variables = tiny_resnet(norm="group")
     assert "batch_stats" not in variables
     x = jax.random.uniform(jax.random.PRNGKey(4), (3, 36), jnp.float64)
-    assert module.apply(variables, x).shape == (3, 2)
+    assert jax.jit(module.apply)(variables, x).shape == (3, 2)
     mb, vb = tiny_resnet()
-    _, upd = mb.apply(vb, x, train=True, mutable=["batch_stats"])  # running averages move
+    _, upd = jax.jit(lambda v, x: mb.apply(v, x, train=True, mutable=["batch_stats"]))(vb, x)  # running averages move
     before, after = ravel_pytree(vb["batch_stats"])[0], ravel_pytree(upd["batch_stats"])[0]
     assert not np.allclose(before, after)
     # parameter paths as the checkpoint errors name them
@@ -82,7 +99,7 @@ def test_group_norm_and_train_mode():
 
 def test_closed_form_equals_explicit_linearized_gd_resnet():
     with jax.enable_x64(True):
-        module, variables = tiny_resnet(k=1)
+        module, variables = tiny_resnet(k=1, widths=(2,), blocks=(1,))
         apply_fn, params = flax_apply(module, variables)
         kx, ky, kr = jax.random.split(jax.random.PRNGKey(5), 3)
         x = jax.random.uniform(kx, (6, 36), jnp.float64)
@@ -113,7 +130,18 @@ def test_moved_modules_keep_their_import_paths_and_parameter_names():
     import jaxinfo.train as train
 
     assert train.MLP is MLP and exp.MLP is ShallowMLP and exp.SmallCNN is SmallCNN
-    v = SmallCNN(6, (2, 3)).init(jax.random.PRNGKey(0), jnp.zeros((1, 36)))
+    v = jax.eval_shape(SmallCNN(6, (2, 3)).init, jax.random.PRNGKey(0), jnp.zeros((1, 36)))
     assert set(v["params"]) == {"PatchConv_0", "PatchConv_1", "Dense_0"}
-    v = ShallowMLP(4).init(jax.random.PRNGKey(0), jnp.zeros((1, 5)))
+    v = jax.eval_shape(ShallowMLP(4).init, jax.random.PRNGKey(0), jnp.zeros((1, 5)))
     assert count_params(v) == 5 * 4 + 4 + 4 + 1
+
+
+def test_initialization_does_not_depend_on_float64():
+    module = ResNet((2, 3), (1, 1), num_outputs=1)
+    init = jax.jit(module.init)
+    v32 = init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1), jnp.float32))
+    with jax.enable_x64(True):
+        v64 = init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1), jnp.float32))
+    for a, b in zip(jax.tree_util.tree_leaves(v32), jax.tree_util.tree_leaves(v64)):
+        assert a.dtype == b.dtype == jnp.float32
+        np.testing.assert_array_equal(a, b)

@@ -1,6 +1,8 @@
 """Checkpoints of model parameters (orbax / msgpack), fine-tuning regimes, resumable pretraining."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +17,13 @@ from jaxinfo.models import ResNet, count_params
 
 def resnet(widths=(2, 3), k=1, seed=0):
     module = ResNet(widths, (1, 2), num_outputs=k)
-    return module, module.init(jax.random.PRNGKey(seed), jnp.zeros((1, 6, 6, 1)))
+    return module, _init(module, seed)
+
+
+@functools.lru_cache(maxsize=None)
+def _init(module, seed):
+    # jitted and cached: eager Flax init is slow on a loaded CPU
+    return jax.jit(module.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 6, 6, 1)))
 
 
 def same(a, b):
