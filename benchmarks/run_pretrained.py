@@ -267,7 +267,7 @@ def report(pre_info, records, sizes, task, args) -> str:
                              n_retrained=len(idx)))
         for q, key_e, key_a in (("weight", "est_w_all", "act_w"),
                                 ("function", "est_f_all", "act_f")):
-            path = os.path.join(fig_dir, f"pretrained_{rec['name'].replace('/', '_')}_{q}.png")
+            path = os.path.join(fig_dir, f"finetune_{rec['name'].replace('/', '_')}_{q}.png")
             scatter_estimated_vs_actual(np.asarray(rec[key_e])[idx], rec[key_a], path=path,
                                         title=f"{rec['name']}: "
                                         + ("‖Δw‖²" if q == "weight" else "mean ‖Δf‖² on X*"),
@@ -308,7 +308,7 @@ def report(pre_info, records, sizes, task, args) -> str:
             a_.legend()
         ax[0].set_title(f"{name}: Pearson {c.pearson:.2f}, Spearman {c.spearman:.2f}")
         fig.tight_layout()
-        p = os.path.join(fig_dir, f"pretrained_{name.replace('/', '_')}_weight_vs_function.png")
+        p = os.path.join(fig_dir, f"finetune_{name.replace('/', '_')}_weight_vs_function.png")
         fig.savefig(p, dpi=110)
         plt.close(fig)
         figs.append(os.path.relpath(p, HERE))
@@ -317,7 +317,7 @@ def report(pre_info, records, sizes, task, args) -> str:
         for qname, vals in (("functional", f), ("weight", w)):
             order = np.argsort(-vals)
             sel = np.concatenate([order[:top], order[::-1][:top]])
-            p = os.path.join(fig_dir, f"pretrained_{name.replace('/', '_')}_{qname}_most_least.png")
+            p = os.path.join(fig_dir, f"finetune_{name.replace('/', '_')}_{qname}_most_least.png")
             image_grid(task.x_train[sel, ..., 0], vals[sel], labels=digit[sel], path=p,
                        ncols=top, title=f"{name}: {qname} SI, most (top) / least (bottom)",
                        row_titles=["most", "least"])
@@ -351,6 +351,28 @@ def report(pre_info, records, sizes, task, args) -> str:
                _table(extra, [k for k in extra[0] if k != "notes"]), ""]
         md += [f"- {e['run']}: {e['notes']}" for e in extra] + [""]
     for reg, sz in sizes.items():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ns = np.asarray([r["n"] for r in sz["rows"]], float)
+        fig, ax = plt.subplots(figsize=(4.5, 3.6))
+        for key, lab in (("mean_weight_si", "weight SI (mean)"),
+                         ("mean_functional_si", "functional SI (mean)"),
+                         ("median_functional_si", "functional SI (median)")):
+            ax.loglog(ns, [r[key] for r in sz["rows"]], "o-", label=lab)
+        ref = sz["rows"][0]["mean_functional_si"] * ns[0] / ns
+        ax.loglog(ns, ref, "k--", lw=0.8, label="∝ 1/n")
+        ax.set_xlabel("training-set size n")
+        ax.set_ylabel("per-sample SI (nats)")
+        ax.set_title(f"pretrained/{reg}: SI vs n")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = os.path.join(fig_dir, f"finetune_pretrained_{reg}_si_vs_n.png")
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        figs.append(os.path.relpath(p, HERE))
         md += [f"## SI vs training-set size (pretrained, {reg}, closed form)", "",
                f"lr = {sz['lr']:.4g}, t = {sz['steps']}, the same 500 reference images; the "
                "smaller training sets are prefixes of one permutation.", "",
@@ -372,8 +394,8 @@ PROTOCOL = f"""\
 
 - Network: `jaxinfo.models.ResNet(stage_widths={CONFIG.stage_widths}, blocks={CONFIG.blocks},
   norm="{CONFIG.norm}")` — ResNet-18 layout (CIFAR stem: 3×3 stride-1 convolution, no max-pool;
-  4 stages of 2 basic blocks; global average pooling; linear head), 8× narrower than ResNet-18's
-  64–512 channels (the first two stages 8, the last two 16). Images 14×14 (2×2 average
+  4 stages of 2 basic blocks; global average pooling; linear head), 8–32× narrower than
+  ResNet-18's 64–512 channels (the first two stages 8, the last two 16). Images 14×14 (2×2 average
   pooling of MNIST / Fashion-MNIST), so the feature maps are 14, 7, 4, 2.
 - Pretraining (`jaxinfo.experiments.pretrained.pretrain`, Adam lr {CONFIG.lr}, batch
   {CONFIG.batch_size}, BatchNorm in training mode): {CONFIG.phases[0][1]} epochs of full-size
@@ -397,7 +419,8 @@ PROTOCOL = f"""\
 - Estimates: `unique_information_from_kernel` on the float64 empirical NTK of the regime's
   `apply_fn` at the starting weights (Θ [n, n], Θ* [M, n]); ‖Δw‖² and mean over X* of ‖Δf‖².
 - Ground truth: `jaxinfo.retrain_loo` — the real network fine-tuned without sample i (mean loss
-  over the n − 1 kept samples) from the same starting weights, float32, vmapped over removal
+  over the n − 1 kept samples) from the same starting weights, float32 (float64 for
+  `pretrained/full`; its float32 run gave the same correlations), vmapped over removal
   masks (`chunk` models at once; the full-network runs one model at a time because vmapped
   `lax.conv` over per-model kernels is very slow on CPU), checkpointed per chunk.
 - Correlations over the retrained samples (a random subset, seed {SUBSET_SEED}); `median_ratio` =
@@ -412,10 +435,14 @@ PROTOCOL = f"""\
   full network only 16 (one full-network retraining costs ~1.6 s per step on this machine:
   64 removals × 20 steps would take ~35 min per initialization).
 
-Commands:
+- The full-network closed form of every sample is the paper's; its ground truth is not: 16
+  removals at t = 20 (about 12 min per initialization here).
+
+Commands (the run was interrupted and resumed several times; every phase is cached in `--work`):
 
     make data                                   # Fashion-MNIST IDX files (Debian package)
     PYTHONPATH=. python benchmarks/run_pretrained.py --work /tmp/jaxinfo_pre
+    PYTHONPATH=. python benchmarks/check_pretrained_exact.py   # Lanczos vs brute force, full net
 """
 
 
