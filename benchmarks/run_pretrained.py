@@ -127,7 +127,6 @@ def run_one(name: str, pre: dict, task, work: str, progress: bool) -> dict:
             return json.load(fh)
     init, regime = name.split("/")
     s = RUNS[name]
-    n = len(task.x_train)
     rec = dict(name=name, init=init, regime=regime, **{"dtype": "float32", **s})
     est_path = os.path.join(work, f"estimate_{name.replace('/', '_')}.json")
     if os.path.exists(est_path):  # the closed form of an interrupted run
