@@ -63,6 +63,10 @@ RUNS = {
     # float32 round-off floor (the float32 run is kept in pretrained_full_float32.json)
     "pretrained/full": dict(steps=20, lr_scale=0.5, n_retrain=16, chunk=1, conv_impl="lax",
                             dtype="float64"),
+    # the same closed form, 64 removals in float32 (the 16-sample run above was all that fit at
+    # first; resumable per model)
+    "pretrained/full_n64": dict(steps=20, lr_scale=0.5, n_retrain=64, chunk=1, conv_impl="lax",
+                                regime="full"),
     "random/full": dict(steps=20, lr_scale=0.5, n_retrain=16, chunk=1, conv_impl="lax"),
 }
 SIZES = (50, 100, 200, 500)  # SI vs training-set size (closed form, prefixes of one permutation)
@@ -127,7 +131,8 @@ def run_one(name: str, pre: dict, task, work: str, progress: bool) -> dict:
             return json.load(fh)
     init, regime = name.split("/")
     s = RUNS[name]
-    rec = dict(name=name, init=init, regime=regime, **{"dtype": "float32", **s})
+    regime = s.get("regime", regime)
+    rec = dict(name=name, init=init, **{"dtype": "float32", **s, "regime": regime})
     est_path = os.path.join(work, f"estimate_{name.replace('/', '_')}.json")
     if os.path.exists(est_path):  # the closed form of an interrupted run
         with open(est_path) as fh:
