@@ -67,6 +67,8 @@ RUNS = {
     # first; resumable per model)
     "pretrained/full_n64": dict(steps=20, lr_scale=0.5, n_retrain=64, chunk=1, conv_impl="lax",
                                 regime="full"),
+    "random/full_n64": dict(steps=20, lr_scale=0.5, n_retrain=64, chunk=1, conv_impl="lax",
+                            regime="full"),
     "random/full": dict(steps=20, lr_scale=0.5, n_retrain=16, chunk=1, conv_impl="lax"),
 }
 SIZES = (50, 100, 200, 500)  # SI vs training-set size (closed form, prefixes of one permutation)
