@@ -438,11 +438,9 @@ PROTOCOL = f"""\
 - t = 200 steps (last block, linear probe) and t = 20 (full network) instead of 2000, with the
   step size set from the NTK (η·λ_max = 0.5) instead of a fixed one.
 - Retrained subsets: 128 of the 500 training samples for last block and linear probe; for the
-  full network only 16 (one full-network retraining costs ~1.6 s per step on this machine:
-  64 removals × 20 steps would take ~35 min per initialization).
-
-- The full-network closed form of every sample is the paper's; its ground truth is not: 16
-  removals at t = 20 (about 12 min per initialization here).
+  full network 64 (`*/full_n64`, float32) plus a first 16-sample run (`*/full`; float64 for
+  the pretrained network) — the same closed form for both. One full-network retraining costs
+  11–43 s for 20 steps here, so all 500 removals, or the paper's t = 2000, did not fit.
 
 Commands (the run was interrupted and resumed several times; every phase is cached in `--work`):
 
