@@ -17,36 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import linen as nn
 
 from jaxinfo._optional import progress_bar
 from jaxinfo._validation import check_finite, check_int_at_least, check_positive
+from jaxinfo.models import MLP  # one definition, re-exported here
 
 __all__ = ["MLP", "TrainConfig", "TrainResult", "init_mlp", "train_classifier", "accuracy"]
-
-
-class MLP(nn.Module):
-    """ReLU MLP with Xavier-uniform weights and zero biases (the authors' network).
-
-    Attributes:
-      hidden: widths of the hidden Dense layers (named ``Dense_0``, ``Dense_1``, ...).
-      num_classes: output width (logits layer, the last ``Dense``).
-
-    ``__call__(x)``: ``x`` ``[batch, d]`` (or ``[batch, ...]``, flattened) → logits
-    ``[batch, num_classes]``.
-    """
-
-    hidden: Sequence[int] = (256, 256, 256)
-    num_classes: int = 10
-
-    @nn.compact
-    def __call__(self, x):
-        x = x.reshape(x.shape[0], -1)
-        for h in self.hidden:
-            x = nn.relu(nn.Dense(h, kernel_init=nn.initializers.xavier_uniform(),
-                                 bias_init=nn.initializers.zeros)(x))
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.xavier_uniform(),
-                        bias_init=nn.initializers.zeros)(x)
 
 
 class TrainConfig(NamedTuple):

@@ -23,7 +23,6 @@ import os
 import time
 from typing import Any, Callable, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +31,8 @@ from jaxinfo.data import load_digits, load_mnist
 from jaxinfo.groundtruth import LOOChanges, correlation, linearized_loo, retrain_loo
 from jaxinfo.dynamics import GradientDescent
 from jaxinfo.sui import LOOSolver
+from jaxinfo.models import PatchConv, SmallCNN  # noqa: F401  (one definition, re-exported)
+from jaxinfo.models import ShallowMLP as MLP
 
 __all__ = ["Task", "MLP", "SmallCNN", "load_task", "make_model", "GroundTruthResult",
            "ground_truth", "rows_to_markdown", "demo"]
@@ -85,56 +86,6 @@ def load_task(dataset: str = "mnist", *, size: int = 14, classes=(4, 9), n_train
     y = data.y.astype(np.float32)[:, None]
     x = data.x.reshape(total, -1).astype(np.float32)
     return Task(x[tr], y[tr], x[ref], y[ref], tr, side, dataset)
-
-
-class MLP(nn.Module):
-    """One-hidden-layer ReLU network ``x ↦ W2 relu(W1 x + b1) + b2`` (Flax default init)."""
-
-    width: int = 1024
-    outputs: int = 1
-
-    @nn.compact
-    def __call__(self, x):
-        x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.outputs)(nn.relu(nn.Dense(self.width)(x)))
-
-
-class PatchConv(nn.Module):
-    """3×3 convolution written as patches @ kernel (im2col), stride ``strides``, SAME padding.
-
-    Mathematically an ordinary convolution (kernel ``[9·C_in, C_out]``, LeCun-normal init, zero
-    bias); written with ``lax.conv_general_dilated_patches`` and a matmul because vmapping
-    ``lax.conv`` over per-model weights (retraining many models at once) turns into grouped
-    convolutions that are very slow on CPU, while a batched matmul is fast.
-    """
-
-    features: int
-    strides: int = 2
-
-    @nn.compact
-    def __call__(self, x):
-        cin = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (9 * cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        patches = jax.lax.conv_general_dilated_patches(
-            x, (3, 3), (self.strides, self.strides), "SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [n, h', w', C_in·9]
-        return patches @ kernel + bias
-
-
-class SmallCNN(nn.Module):
-    """Two 3×3 stride-2 ReLU convolutions and a linear read-out, on flattened square images."""
-
-    side: int
-    channels: tuple[int, int] = (16, 32)
-    outputs: int = 1
-
-    @nn.compact
-    def __call__(self, x):
-        x = x.reshape(x.shape[0], self.side, self.side, 1)
-        for c in self.channels:
-            x = nn.relu(PatchConv(c)(x))
-        return nn.Dense(self.outputs)(x.reshape(x.shape[0], -1))
 
 
 def make_model(model: str, task: Task, key: jax.Array, *, width: int = 1024,
