@@ -399,7 +399,7 @@ PROTOCOL = f"""\
 ## Protocol (what was run)
 
 - Network: `jaxinfo.models.ResNet(stage_widths={CONFIG.stage_widths}, blocks={CONFIG.blocks},
-  norm="{CONFIG.norm}")` — ResNet-18 layout (CIFAR stem: 3×3 stride-1 convolution, no max-pool;
+  layers=Layers(norm="{CONFIG.norm}"))` — ResNet-18 layout (CIFAR stem: 3×3 stride-1 convolution, no max-pool;
   4 stages of 2 basic blocks; global average pooling; linear head), 8–32× narrower than
   ResNet-18's 64–512 channels (the first two stages 8, the last two 16). Images 14×14 (2×2 average
   pooling of MNIST / Fashion-MNIST), so the feature maps are 14, 7, 4, 2.

@@ -106,12 +106,15 @@ def freeze(apply_fn: Callable, params: dict, trainable: Callable[[str], bool] | 
 def calibrate_batch_stats(module: Any, variables: dict, x: Any) -> dict:
     """``variables`` with every BatchNorm's statistics set to those of the batch ``x``.
 
-    One training-mode forward pass of ``module.clone(bn_momentum=0.0)`` (so the running
-    averages become the batch mean and biased variance of ``x``). The module must have a
-    ``bn_momentum`` attribute and a ``train`` argument (:class:`jaxinfo.models.ResNet`).
+    One training-mode forward pass with BatchNorm momentum 0 (so the running averages become
+    the batch mean and biased variance of ``x``). The module must have a ``layers``
+    attribute (:class:`jaxinfo.models.Layers`) and a ``train`` argument
+    (:class:`jaxinfo.models.ResNet`).
     """
-    _, upd = module.clone(bn_momentum=0.0).apply(variables, jnp.asarray(x), train=True,
-                                                 mutable=["batch_stats"])
+    import dataclasses
+
+    calibrating = module.clone(layers=dataclasses.replace(module.layers, bn_momentum=0.0))
+    _, upd = calibrating.apply(variables, jnp.asarray(x), train=True, mutable=["batch_stats"])
     return {**variables, "batch_stats": upd["batch_stats"]}
 
 
@@ -189,8 +192,7 @@ def finetune_regime(module: Any, variables: dict, regime: str = "full", *,
 
     s_idx = len(module.stage_widths) - 1
     strides = 2 if (module.blocks[-1] == 1 and s_idx > 0) else 1
-    blk = BasicBlock(module.stage_widths[-1], strides, module.norm, module.bn_momentum,
-                     module.groups, module.conv_impl)
+    blk = BasicBlock(module.stage_widths[-1], strides, module.layers)
     block_fixed = {k: v[stage][block] for k, v in fixed.items()}
 
     def prepare(x):

@@ -19,6 +19,8 @@ class, e.g. ``PatchConv_0``), so recorded results and saved parameters still app
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from typing import Any, Sequence
 
@@ -26,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-__all__ = ["MLP", "ShallowMLP", "PatchConv", "SmallCNN", "Conv", "BasicBlock", "ResNetStage",
+__all__ = ["MLP", "ShallowMLP", "PatchConv", "SmallCNN", "Conv", "Layers", "BasicBlock", "ResNetStage",
            "ResNet", "count_params"]
 
 
@@ -147,14 +149,38 @@ class Conv(nn.Module):
         return patches @ w
 
 
-def _norm(kind: str, momentum: float, groups: int, name: str, train: bool):
-    if kind == "batch":
-        return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
-                            name=name)
-    if kind == "group":
-        return lambda x: nn.GroupNorm(num_groups=math.gcd(groups, x.shape[-1]), epsilon=1e-5,
-                                      name=name)(x)
-    raise ValueError(f"norm must be 'batch' or 'group', got {kind!r}")
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """How every convolution and normalisation of a :class:`ResNet` is built.
+
+    Attributes:
+      norm: ``"batch"`` (BatchNorm; ``train=False`` uses the stored ``batch_stats``, so
+        fine-tuning with :func:`jaxinfo.flax_apply` holds them fixed) or ``"group"``
+        (GroupNorm with ``gcd(groups, C)`` groups: no statistics to freeze).
+      bn_momentum: running-average momentum of BatchNorm in training mode (``0.0`` sets the
+        statistics to the current batch's: see :func:`jaxinfo.finetune.calibrate_batch_stats`).
+      groups: GroupNorm groups.
+      conv_impl: ``"patches"`` (im2col @ kernel: fast when retraining many vmapped models on
+        CPU) or ``"lax"`` (``lax.conv``: fast for pretraining one model). Same parameters.
+    """
+
+    norm: str = "batch"
+    bn_momentum: float = 0.9
+    groups: int = 4
+    conv_impl: str = "patches"
+
+    def norm_layer(self, name: str, train: bool):
+        """The normalisation layer ``name`` (BatchNorm frozen unless ``train``)."""
+        if self.norm == "batch":
+            return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                epsilon=1e-5, name=name)
+        if self.norm == "group":
+            return lambda x: nn.GroupNorm(num_groups=math.gcd(self.groups, x.shape[-1]),
+                                          epsilon=1e-5, name=name)(x)
+        raise ValueError(f"norm must be 'batch' or 'group', got {self.norm!r}")
+
+    def conv(self, features: int, size: int, strides: int, name: str) -> "Conv":
+        return Conv(features, size, strides, self.conv_impl, name=name)
 
 
 class BasicBlock(nn.Module):
@@ -166,21 +192,18 @@ class BasicBlock(nn.Module):
 
     features: int
     strides: int = 1
-    norm: str = "batch"
-    bn_momentum: float = 0.9
-    groups: int = 4
-    conv_impl: str = "patches"
+    layers: Layers = Layers()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        nrm = lambda name: _norm(self.norm, self.bn_momentum, self.groups, name, train)  # noqa
-        h = Conv(self.features, 3, self.strides, self.conv_impl, name="conv1")(x)
-        h = nn.relu(nrm("norm1")(h))
-        h = Conv(self.features, 3, 1, self.conv_impl, name="conv2")(h)
-        h = nrm("norm2")(h)
+        lay = self.layers
+        h = lay.conv(self.features, 3, self.strides, "conv1")(x)
+        h = nn.relu(lay.norm_layer("norm1", train)(h))
+        h = lay.conv(self.features, 3, 1, "conv2")(h)
+        h = lay.norm_layer("norm2", train)(h)
         if self.strides != 1 or x.shape[-1] != self.features:
-            x = Conv(self.features, 1, self.strides, self.conv_impl, name="proj_conv")(x)
-            x = nrm("proj_norm")(x)
+            x = lay.conv(self.features, 1, self.strides, "proj_conv")(x)
+            x = lay.norm_layer("proj_norm", train)(x)
         return nn.relu(h + x)
 
 
@@ -190,16 +213,12 @@ class ResNetStage(nn.Module):
     features: int
     blocks: int
     strides: int
-    norm: str = "batch"
-    bn_momentum: float = 0.9
-    groups: int = 4
-    conv_impl: str = "patches"
+    layers: Layers = Layers()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         for b in range(self.blocks):
-            x = BasicBlock(self.features, self.strides if b == 0 else 1, self.norm,
-                           self.bn_momentum, self.groups, self.conv_impl,
+            x = BasicBlock(self.features, self.strides if b == 0 else 1, self.layers,
                            name=f"block{b}")(x, train)
         return x
 
@@ -217,16 +236,10 @@ class ResNet(nn.Module):
       stage_widths: channels per stage.
       blocks: basic blocks per stage (same length as ``stage_widths``).
       num_outputs: output width.
-      norm: ``"batch"`` (BatchNorm; ``train=False`` uses the stored ``batch_stats``, so
-        fine-tuning with :func:`jaxinfo.flax_apply` holds them fixed) or ``"group"``
-        (GroupNorm with ``gcd(groups, C)`` groups: no statistics to freeze).
-      bn_momentum: running-average momentum of BatchNorm in training mode (``0.0`` sets the
-        statistics to the current batch's: see :func:`jaxinfo.finetune.calibrate_batch_stats`).
-      groups: GroupNorm groups.
       in_channels: channels of flattened inputs (``[batch, side²·C]`` is reshaped to
         ``[batch, side, side, C]``).
-      conv_impl: ``"patches"`` (im2col @ kernel: fast when retraining many vmapped models on
-        CPU) or ``"lax"`` (``lax.conv``: fast for pretraining one model). Same parameters.
+      layers: :class:`Layers` — normalisation (BatchNorm frozen at apply time, or GroupNorm)
+        and convolution implementation.
 
     ``__call__(x, train=False, return_features=False)``: ``x`` ``[batch, H, W, C]`` or
     flattened → ``[batch, num_outputs]``, or the pooled features ``[batch, stage_widths[-1]]``
@@ -236,11 +249,8 @@ class ResNet(nn.Module):
     stage_widths: Sequence[int] = (8, 16, 32, 64)
     blocks: Sequence[int] = (2, 2, 2, 2)
     num_outputs: int = 10
-    norm: str = "batch"
-    bn_momentum: float = 0.9
-    groups: int = 4
     in_channels: int = 1
-    conv_impl: str = "patches"
+    layers: Layers = Layers()
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_features: bool = False):
@@ -253,11 +263,10 @@ class ResNet(nn.Module):
                 raise ValueError(f"flattened inputs of {x.shape[1]} features are not square "
                                  f"images with {self.in_channels} channel(s)")
             x = x.reshape(x.shape[0], side, side, self.in_channels)
-        x = Conv(self.stage_widths[0], 3, 1, self.conv_impl, name="stem_conv")(x)
-        x = nn.relu(_norm(self.norm, self.bn_momentum, self.groups, "stem_norm", train)(x))
+        x = self.layers.conv(self.stage_widths[0], 3, 1, "stem_conv")(x)
+        x = nn.relu(self.layers.norm_layer("stem_norm", train)(x))
         for s, (w, b) in enumerate(zip(self.stage_widths, self.blocks)):
-            x = ResNetStage(w, b, 1 if s == 0 else 2, self.norm, self.bn_momentum, self.groups,
-                            self.conv_impl, name=f"stage{s}")(x, train)
+            x = ResNetStage(w, b, 1 if s == 0 else 2, self.layers, name=f"stage{s}")(x, train)
         feats = jnp.mean(x, axis=(1, 2))
         if return_features:
             return feats

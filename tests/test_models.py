@@ -2,6 +2,7 @@
 convolution implementations, the closed form on the linearized ResNet, and the moved modules."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -12,7 +13,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from jaxinfo import GradientDescent, empirical_ntk, flax_apply, linearize, linearized_training
-from jaxinfo.models import MLP, ResNet, ShallowMLP, SmallCNN, count_params
+from jaxinfo.models import MLP, Layers, ResNet, ShallowMLP, SmallCNN, count_params
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,7 +29,7 @@ def _init(module, key):
 
 def tiny_resnet(norm="batch", k=2, conv_impl="patches", seed=0, widths=(2, 3), blocks=(1, 1)):
     """A 2-stage, 1-block-per-stage ResNet on 6×6 images with non-trivial frozen statistics."""
-    module = ResNet(widths, blocks, num_outputs=k, norm=norm, conv_impl=conv_impl)
+    module = ResNet(widths, blocks, num_outputs=k, layers=Layers(norm=norm, conv_impl=conv_impl))
     kp, km, kv = jax.random.split(jax.random.PRNGKey(seed), 3)
     variables = _init(module, kp)
     if "batch_stats" in variables:
@@ -74,7 +75,7 @@ def test_resnet_ntk_equals_jacobian_contraction_frozen_batchnorm(implementation)
 def test_patches_and_lax_convolutions_are_the_same_function():
     with jax.enable_x64(True):
         m_p, variables = tiny_resnet(conv_impl="patches")
-        m_l = m_p.clone(conv_impl="lax")
+        m_l = m_p.clone(layers=dataclasses.replace(m_p.layers, conv_impl="lax"))
         x = jax.random.uniform(jax.random.PRNGKey(3), (4, 6, 6, 1), jnp.float64)
         np.testing.assert_allclose(jax.jit(m_p.apply)(variables, x),
                                    jax.jit(m_l.apply)(variables, x), rtol=1e-12)

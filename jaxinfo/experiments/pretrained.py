@@ -33,7 +33,7 @@ import optax
 
 from jaxinfo.checkpoint import atomic_write_bytes, load_params, save_params
 from jaxinfo.data import Dataset, load_idx, load_mnist
-from jaxinfo.models import ResNet
+from jaxinfo.models import Layers, ResNet
 
 __all__ = ["OTHER_DIGITS", "PretrainConfig", "load_sources", "make_resnet", "pretrain",
            "finetune_variables", "random_variables", "load_task"]
@@ -86,8 +86,8 @@ def load_sources(size: int = 14) -> dict[str, tuple[Dataset, Dataset]]:
 def make_resnet(config: PretrainConfig, num_outputs: int, *, conv_impl: str = "lax"
                 ) -> ResNet:
     """The :class:`ResNet` of ``config`` with a ``num_outputs`` head."""
-    return ResNet(tuple(config.stage_widths), tuple(config.blocks), num_outputs, norm=config.norm,
-                  conv_impl=conv_impl)
+    return ResNet(tuple(config.stage_widths), tuple(config.blocks), num_outputs,
+                  layers=Layers(norm=config.norm, conv_impl=conv_impl))
 
 
 def _init(module: ResNet, key: jax.Array, size: int) -> dict:
