@@ -111,7 +111,7 @@ def linen(module, shape):
 
 MODELS = {"dict_mlp": dict_mlp, "dict_heads": dict_heads,
           "linen_mlp": linen(LinenMLP(), (4,)), "linen_cnn": linen(LinenCNN(), (6, 6, 2)),
-          "resnet": linen(ResBlock(), (4, 4, 2)), "shared": linen(Shared(), (3,))}
+          "resnet": linen(ResBlock(), (4, 4, 2)), "tied": linen(Shared(), (3,))}
 
 
 def setup(name, n1=4, n2=3):
@@ -190,7 +190,7 @@ def test_leaf_kinds():
     assert resnet["['Dense_0']['kernel']"] == "dense"
     assert resnet["['BatchNorm_0']['scale']"] == "jacobian"
     assert resnet["['BatchNorm_0']['bias']"] == resnet["['Conv_0']['bias']"] == "bias"
-    shared = kinds("shared")
+    shared = kinds("tied")
     assert shared["['Dense_0']['kernel']"] == shared["['Dense_0']['bias']"] == "jacobian"
     assert shared["['Dense_1']['kernel']"] == "dense"
 
