@@ -204,7 +204,7 @@ def to_host64(dtype: str | None, *arrays):
     """Host float64 copies of concrete arrays when ``dtype == "float64"`` (``None`` passes)."""
     if dtype is None:
         return arrays
-    return tuple(None if a is None or not is_concrete(a) else np.asarray(a, np.float64)
+    return tuple(a if a is None or not is_concrete(a) else np.asarray(a, np.float64)
                  for a in arrays)
 
 
@@ -220,7 +220,8 @@ def kernel_dynamics(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, 
       n: number of training samples (η = lr / n, decay term nλ); inferred from a 2-d ``r0``.
       theta_ref: ``[mk, nk]`` reference-vs-training NTK Θ* (optional).
       dtype: ``"float64"`` (default: the eigendecomposition runs in float64 whatever the
-        kernel's dtype) or ``None`` (the kernel's dtype).
+        kernel's dtype) or ``None`` (the kernel's dtype). Under ``jax.jit``/``jax.vmap`` the
+        inputs' dtype is used (enable float64 around the trace for float64).
 
     Returns:
       :class:`KernelDynamics` (kernel units; α in units of residual / kernel), in the working
@@ -245,6 +246,8 @@ def kernel_dynamics(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, 
     check_finite("r0", r0)
     ts = dyn.times() if dyn.is_concrete else jnp.atleast_1d(jnp.asarray(
         jnp.inf if dyn.t is None else dyn.t))
+    if not (dyn.is_concrete and is_concrete((theta, r0, theta_ref))):
+        dtype = None  # under jit/vmap: the float64 scope cannot be entered inside a trace
     with precision_scope(dtype):
         theta, r0, theta_ref = to_host64(dtype, theta, r0, theta_ref)
         theta = jnp.asarray(theta)

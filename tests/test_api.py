@@ -217,3 +217,13 @@ def test_compilation_cache_is_written(tmp_path):
                          text=True, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr
     assert any(tmp_path.iterdir()), "no compiled program was stored"
+
+
+def test_kernel_dynamics_under_jit(x64):
+    rng = np.random.default_rng(3)
+    j = rng.normal(size=(10, 30)) / 5
+    theta, r0 = jnp.asarray(j @ j.T), jnp.asarray(rng.normal(size=10))
+    dyn = GradientDescent(lr=0.5, t=20, weight_decay=1e-2)
+    eager = jaxinfo.kernel_dynamics(theta, r0, dyn, n=10)
+    traced = jax.jit(lambda th, d: jaxinfo.kernel_dynamics(th, r0, d, n=10).alpha)(theta, dyn)
+    np.testing.assert_allclose(traced, eager.alpha, rtol=1e-10, atol=1e-12)

@@ -1,6 +1,8 @@
 """Out-of-core kernels (jaxinfo.kernel_store) and the out-of-core t = ∞ leave-one-out."""
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import signal
@@ -10,11 +12,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxinfo
+from _problems import tanh_mlp as mlp
+from _problems import tanh_mlp_problem
 from jaxinfo import GradientDescent, LOOSolver
 from jaxinfo.kernel_store import (blocked_cholesky, cho_solve_blocked, compute_kernel,
                                   matmul_blocked)
@@ -22,20 +25,7 @@ from jaxinfo.kernel_store import (blocked_cholesky, cho_solve_blocked, compute_k
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mlp(params, x):
-    h = jnp.tanh(x @ params["w1"] + params["b1"])
-    return h @ params["w2"]
-
-
-def setup(n=26, din=5, width=16, k=2, seed=0, dtype=jnp.float64):
-    r = np.random.default_rng(seed)
-    params = {"w1": jnp.asarray(r.normal(size=(din, width)) / np.sqrt(din), dtype),
-              "b1": jnp.asarray(0.1 * r.normal(size=width), dtype),
-              "w2": jnp.asarray(r.normal(size=(width, k)) / np.sqrt(width), dtype)}
-    x = jnp.asarray(r.normal(size=(n, din)), dtype)
-    y = jnp.asarray(r.normal(size=(n, k)), dtype)
-    xr = jnp.asarray(r.normal(size=(6, din)), dtype)
-    return params, x, y, xr
+setup = functools.partial(tanh_mlp_problem, n=26, din=5, width=16, m=6)
 
 
 def test_blocked_cholesky_solve_matmul(tmp_path):

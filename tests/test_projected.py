@@ -1,33 +1,24 @@
 """Weight-space (primal) and sketched smooth unique information (jaxinfo.sui.projected)."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxinfo
+from _problems import tanh_mlp as mlp
+from _problems import tanh_mlp_problem
 from jaxinfo import GradientDescent, LOOSolver
 from jaxinfo.sui.projected import features, make_sketch, primal_loo, sketch_rows
 
 FIELDS = ("weight_si", "functional_si", "weight_change_sq", "function_change_sq", "sample_loss")
 
 
-def mlp(params, x):
-    h = jnp.tanh(x @ params["w1"] + params["b1"])
-    return h @ params["w2"]
-
-
-def setup(n=40, din=4, width=6, k=2, seed=0, dtype=jnp.float64):
-    """P = din·width + width + width·k (42 for the defaults) < nk = 80."""
-    r = np.random.default_rng(seed)
-    params = {"w1": jnp.asarray(r.normal(size=(din, width)) / np.sqrt(din), dtype),
-              "b1": jnp.asarray(0.1 * r.normal(size=width), dtype),
-              "w2": jnp.asarray(r.normal(size=(width, k)) / np.sqrt(width), dtype)}
-    x = jnp.asarray(r.normal(size=(n, din)), dtype)
-    y = jnp.asarray(r.normal(size=(n, k)), dtype)
-    xr = jnp.asarray(r.normal(size=(5, din)), dtype)
-    return params, x, y, xr
+# P = din·width + width + width·k (42 for the defaults) < nk = 80.
+setup = functools.partial(tanh_mlp_problem, n=40, din=4, width=6, m=5)
 
 
 def close(a, b, tol=1e-10):
