@@ -11,7 +11,11 @@ All-pairs KSG (Kraskov estimator 1, k = 3, ``ksg_convention="raw"``) on the firs
 neurons of the same activations: jaxinfo's exact all-pairs KSG vs a Python loop over
 scikit-learn's KD-tree estimator (``_compute_mi_cc``, the core of ``mutual_info_regression``),
 timed on ``--ksg-sk-pairs`` random pairs and extrapolated; agreement on those pairs
-(``--ksg-n 0`` skips it, ``--skip-binned`` skips the binned part).
+(``--ksg-n 0`` skips it, ``--skip-binned`` skips the binned part). Both of jaxinfo's kernels
+are timed: the JAX one and the compiled numba one (``ksg_backend``); ``--ksg-all`` also runs
+the compiled one on all ``--n`` neurons.
+
+    python benchmarks/bench_diversity.py --skip-binned --ksg-n 48 --ksg-sk-pairs 30 --ksg-all
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ def main():
     ap.add_argument("--skip-binned", action="store_true")
     ap.add_argument("--ksg-n", type=int, default=64)
     ap.add_argument("--ksg-sk-pairs", type=int, default=30)
+    ap.add_argument("--ksg-all", action="store_true",
+                    help="also run the compiled KSG kernel on all --n neurons")
     args = ap.parse_args()
 
     import jax
@@ -87,23 +93,32 @@ def main():
         print(f"peak RSS growth        : {(rss1 - rss0) / 1024:.0f} MiB (output [N,N] = "
               f"{args.n ** 2 * 4 / 2 ** 20:.1f} MiB; per-step working set ~{work:.1f} MiB)")
     if args.ksg_n:
-        bench_ksg(acts[:, :args.ksg_n], args.ksg_sk_pairs, rng)
+        bench_ksg(acts[:, :args.ksg_n], args.ksg_sk_pairs, rng,
+                  full=acts if args.ksg_all else None)
 
 
-def bench_ksg(acts, sk_pairs, rng):
+def bench_ksg(acts, sk_pairs, rng, full=None):
+    """Exact all-pairs KSG: the JAX kernel and the compiled (numba) kernel on ``acts``, against
+    scikit-learn's per-pair KD-tree computation (``_compute_mi_cc``) on random pairs; with
+    ``full`` ([S, 768] activations) also the compiled kernel on every pair of ``full``."""
     import jax
+    import numba
     from sklearn.feature_selection._mutual_info import _compute_mi_cc
 
+    from jaxinfo._ksg_native import ksg_all_pairs
     from jaxinfo.diversity import _ksg_all_pairs
 
     s, n = acts.shape
     n_pairs = n * (n - 1) // 2
     _ksg_all_pairs(acts)[0].block_until_ready()   # warm-up: compile (shapes depend on N)
     t = time.perf_counter()
-    mi, n_brute = _ksg_all_pairs(acts)
-    mi.block_until_ready()
+    mi_jax, n_brute = _ksg_all_pairs(acts)
+    mi_jax.block_until_ready()
     t_jax = time.perf_counter() - t
-    mi = np.asarray(mi)
+    ksg_all_pairs(acts[:200, :3])                 # warm-up: numba compiles once per process
+    t = time.perf_counter()
+    mi_nb = ksg_all_pairs(acts)
+    t_nb = time.perf_counter() - t
 
     iu = np.triu_indices(n, 1)
     pick = rng.choice(n_pairs, size=min(sk_pairs, n_pairs), replace=False)
@@ -111,18 +126,28 @@ def bench_ksg(acts, sk_pairs, rng):
     a64 = acts.astype(np.float64)
     _compute_mi_cc(a64[:, 0], a64[:, 1], 3)  # warm-up
     t = time.perf_counter()
-    ref = [_compute_mi_cc(a64[:, i], a64[:, j], 3) for i, j in zip(pi, pj)]
-    t_sk_pair = (time.perf_counter() - t) / len(pick)
-    err = float(np.max(np.abs(mi[pi, pj] - np.asarray(ref))))
-    t_pair = t_jax / n_pairs
-    print(f"KSG (k=3, raw) N={n} S={s} pairs={n_pairs} ({jax.default_backend()}, float32)")
-    print(f"jaxinfo all pairs      : {t_jax:8.1f} s  ({t_pair * 1e3:.2f} ms/pair; brute-force "
-          f"share {np.asarray(n_brute).mean() / s:.2%} of samples)")
-    print(f"sklearn KD-tree loop   : {t_sk_pair * 1e3:8.2f} ms/pair ({len(pick)} pairs timed; "
-          f"all pairs extrap. {t_sk_pair * n_pairs:.0f} s)")
-    print(f"per-pair speed-up      : {t_sk_pair / t_pair:8.1f}x")
-    print(f"max |diff| on subset   : {err:.2e} nats (ours float32, sklearn float64)")
-    print(f"768 neurons (294,528 pairs) extrapolated: {t_pair * 294528 / 60:.1f} min")
+    ref = np.asarray([_compute_mi_cc(a64[:, i], a64[:, j], 3) for i, j in zip(pi, pj)])
+    t_sk = (time.perf_counter() - t) / len(pick)
+    print(f"KSG (k=3, raw) N={n} S={s} pairs={n_pairs}; JAX on {jax.default_backend()} in "
+          f"{acts.dtype}, numba {numba.__version__} ({numba.get_num_threads()} threads) in float64")
+    print(f"{'':24s} {'ms/pair':>9s} {'vs KD-tree':>11s} {'max |diff| vs KD-tree':>22s}")
+    print(f"{'sklearn KD-tree loop':24s} {t_sk * 1e3:9.2f} {1.0:10.1f}x {'(reference)':>22s}"
+          f"   ({len(pick)} random pairs)")
+    for name, t_all, mi in (("jaxinfo JAX kernel", t_jax, np.asarray(mi_jax)),
+                            ("jaxinfo numba kernel", t_nb, mi_nb)):
+        t_pair = t_all / n_pairs
+        err = float(np.max(np.abs(mi[pi, pj] - ref)))
+        print(f"{name:24s} {t_pair * 1e3:9.3f} {t_sk / t_pair:10.1f}x {err:22.1e}")
+    print(f"JAX kernel brute-force share: {np.asarray(n_brute).mean() / s:.2%} of samples")
+    if full is not None:
+        nf = full.shape[1]
+        t = time.perf_counter()
+        ksg_all_pairs(full)
+        t_full = time.perf_counter() - t
+        pf = nf * (nf - 1) // 2
+        print(f"numba kernel, all {nf} neurons ({pf:,} pairs) x {full.shape[0]:,} samples: "
+              f"{t_full:.1f} s ({t_full / pf * 1e3:.3f} ms/pair; KD-tree loop extrap. "
+              f"{t_sk * pf / 3600:.1f} h, {t_sk * pf / t_full:.0f}x)")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ _EXTRAS = {
     "matplotlib": ("matplotlib", "plots"),
     "tqdm": ("tqdm", "all"),
     "orbax.checkpoint": ("orbax-checkpoint", "all"),
+    "numba": ("numba", "fast"),
 }
 
 

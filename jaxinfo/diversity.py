@@ -38,6 +38,9 @@ convention: bins are half-open ``[e_b, e_{b+1})`` except the last, which holds t
   ``eps_i = 0`` (at least k exact duplicates of the point) counts the duplicates in ``n_x``
   (``|x_j - x_i| <= 0``), as scikit-learn's ``query_radius(nextafter(eps, 0))`` does; otherwise
   the counts are strict. Work per pair ``O(S log S)`` plus the brute-force share.
+  On the CPU, when numba is installed, a compiled kernel with a data-dependent exact search
+  replaces this one (:mod:`jaxinfo._ksg_native`, ``ksg_backend``): same estimator and tie rules,
+  in float64, no fallback pass, ~5× faster per pair at ``S = 10,000``.
 
 Model selection (:func:`rank_models`): low entropy / high MI signals heuristic (spurious
 feature) memorization, high entropy / low MI signals example-level memorization (label noise).
@@ -53,6 +56,7 @@ import numpy as np
 import scipy.stats
 from jax.scipy.special import digamma
 
+from jaxinfo import _ksg_native
 from jaxinfo._validation import check_finite, check_int_at_least, check_ndim
 
 __all__ = [
@@ -524,11 +528,23 @@ def _over_pairs(n: int, block: int, dt, pair_values) -> jax.Array:
     return jnp.zeros((n, n), dt).at[i, j].set(vals).at[j, i].set(vals)
 
 
+_KSG_BACKENDS = ("auto", "numba", "jax")
+
+
+def _use_native_ksg(backend: str) -> bool:
+    """Whether ``method="ksg"`` runs the compiled CPU kernel (see ``ksg_backend``)."""
+    if backend not in _KSG_BACKENDS:
+        raise ValueError(f"ksg_backend must be one of {_KSG_BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return jax.default_backend() == "cpu" and _ksg_native.available()
+    return backend == "numba"
+
+
 def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100,
                                 binning: str = "global", k: int = 3, key=None,
                                 block_size: int | None = None, sample_chunk: int | None = None,
                                 jitter: float | None = None, labels=None,
-                                ksg_convention: str = "sklearn",
+                                ksg_convention: str = "sklearn", ksg_backend: str = "auto",
                                 progress: bool = False) -> jax.Array:
     """Mutual information between every pair of neurons (inter-neuron diversity).
 
@@ -553,6 +569,10 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
         ``acts`` may then be ``None``) — e.g. layer-wise global bins concatenated across layers.
       ksg_convention: ``"sklearn"`` (scale to unit std, ddof=0, and jitter; equals
         ``mutual_info_regression`` given the same jitter) or ``"raw"`` (no preprocessing).
+      ksg_backend: ``"numba"`` (the compiled CPU kernel of :mod:`jaxinfo._ksg_native`, in
+        float64 whatever the input dtype; needs numba), ``"jax"`` (the jitted kernel below, in
+        the input dtype, any JAX device) or ``"auto"``: numba when it is installed and JAX's
+        default backend is the CPU. Both are exact; only the speed differs (~5× on a CPU).
       progress: unused placeholder for API symmetry (the computation is a single jit call).
 
     Returns:
@@ -604,6 +624,8 @@ def pairwise_mutual_information(acts, *, method: str = "binned", bins: int = 100
         x = _ksg_prepare(acts, key, jitter)
     else:
         x = acts
+    if _use_native_ksg(ksg_backend):
+        return jnp.asarray(_ksg_native.ksg_all_pairs(np.asarray(x), k=k), acts.dtype)
     strip = _ksg_default_strip(s, k)
     tab = _ksg_tables(x.T)
     return _over_pairs(n, block, acts.dtype, lambda pi, pj: _ksg_pairs(
@@ -642,7 +664,8 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
                       mi_method: str | None = "binned", k: int = 3, key=None,
                       block_size: int | None = None, correction: str | None = None,
                       assignment: str = "histogram",
-                      ksg_convention: str = "sklearn") -> dict[str, DiversitySummary]:
+                      ksg_convention: str = "sklearn",
+                      ksg_backend: str = "auto") -> dict[str, DiversitySummary]:
     """Entropy and MI summaries per layer and over all layers together.
 
     For ``"overall"``, entropies of all neurons are pooled, and MI is computed over all neurons
@@ -653,7 +676,8 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
       bins, correction, assignment: see :func:`neuron_entropy`.
       binning: ``"all_layers"`` — one set of edges over every layer's activations together
         (the authors' release); ``"global"`` — edges per layer; ``"per_neuron"``.
-      mi_method, k, key, block_size, ksg_convention: see :func:`pairwise_mutual_information`;
+      mi_method, k, key, block_size, ksg_convention, ksg_backend: see
+        :func:`pairwise_mutual_information`;
         ``mi_method=None`` skips MI (NaN in the summaries).
 
     Returns:
@@ -685,7 +709,8 @@ def diversity_summary(layers: Mapping[str, object], *, bins: int = 100, binning:
     else:
         mi = pairwise_mutual_information(jnp.concatenate(mats, axis=1), method=mi_method, k=k,
                                          key=key, block_size=block_size,
-                                         ksg_convention=ksg_convention)
+                                         ksg_convention=ksg_convention,
+                                         ksg_backend=ksg_backend)
     mi = np.asarray(mi)
     out, start = {}, 0
     for name, n in zip(names, sizes):

@@ -253,25 +253,33 @@ def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None
                 ax.set_title(mode)
                 ax.legend(fontsize=7)
     measures.tight_layout()
-    training, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.5), squeeze=False)
+    training, axes = plt.subplots(2, len(modes), figsize=(5 * len(modes), 7), squeeze=False)
     for j, mode in enumerate(modes):
-        ax = axes[0, j]
+        acc_ax, loss_ax = axes[0, j], axes[1, j]
         for lv in sorted({r["level"] for r in rows if r["mode"] == mode}):
             path = None if checkpoint_dir is None else \
                 os.path.join(checkpoint_dir, f"{mode}_{lv:g}", "curves.npz")
             if path is None or not os.path.exists(path):
                 continue
             with np.load(path) as z:
-                val = z["val_curve"].mean(1)
-                best = z["best_step"]
-            steps = np.arange(1, len(val) + 1)
-            line, = ax.plot(steps, val, lw=0.8, label=f"{lv:g}")
-            for b in np.atleast_1d(best):
-                ax.axvline(b, color=line.get_color(), ls=":", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("validation accuracy (per step)")
-        ax.set_title(f"{mode}: dotted = chosen checkpoints")
-        ax.legend(fontsize=7, title="level")
+                checks, at_checks = z["check_steps"], z["val_at_checks"]  # [C], [C, R]
+                loss, best = z["loss_curve"], z["best_step"]              # [steps, R], [R]
+            line, = acc_ax.plot(checks, at_checks.mean(1), marker=".", lw=1, label=f"{lv:g}")
+            acc_ax.fill_between(checks, at_checks.min(1), at_checks.max(1), alpha=0.15,
+                                color=line.get_color())
+            for b in np.unique(best):
+                acc_ax.axvline(b, color=line.get_color(), ls=":", lw=0.8)
+            steps = np.arange(1, len(loss) + 1)
+            smooth = max(1, len(loss) // 200)
+            kernel = np.ones(smooth) / smooth
+            mean = np.convolve(loss.mean(1), kernel, mode="same")
+            loss_ax.plot(steps, mean, lw=0.8, color=line.get_color(), label=f"{lv:g}")
+        for ax in (acc_ax, loss_ax):
+            ax.set_xscale("log")
+            ax.set_xlabel("optimizer step")
+            ax.legend(fontsize=7, title="level")
+        acc_ax.set_ylabel("validation accuracy at checks\n(window mean; band: seeds)")
+        acc_ax.set_title(f"{mode}: dotted = chosen checkpoints")
+        loss_ax.set_ylabel("training cross-entropy (nats)")
     training.tight_layout()
     return measures, training

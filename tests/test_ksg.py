@@ -6,7 +6,17 @@ from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_regression
 from sklearn.neighbors import KDTree, NearestNeighbors
 
+from jaxinfo import _ksg_native
 from jaxinfo.diversity import _ksg_all_pairs, pairwise_mutual_information
+
+BACKENDS = ["jax", "numba"]
+
+
+def _all_pairs(a, backend, **kw):
+    """All-pairs KSG from one backend (the JAX kernel's fallback count is dropped)."""
+    if backend == "numba":
+        return _ksg_native.ksg_all_pairs(a, **kw)
+    return _ksg_all_pairs(a, **kw)[0]
 
 
 def _ref_mi(x, y, k=3):
@@ -42,11 +52,19 @@ def _continuous(s, seed):
     return a
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("s,k", [(300, 3), (1500, 3), (700, 1), (700, 5)])
-def test_ksg_equals_kdtree_every_pair(x64, s, k):
+def test_ksg_equals_kdtree_every_pair(x64, s, k, backend):
     a = _continuous(s, seed=s + k)
-    mi, _ = _ksg_all_pairs(a, k=k)
-    _assert_all_pairs(a, mi, k)
+    _assert_all_pairs(a, _all_pairs(a, backend, k=k), k)
+
+
+@pytest.mark.parametrize("strip", [1, 3, 16, 2000])
+def test_native_ksg_any_strip_width_is_exact(x64, strip):
+    # the strip width only moves work between the scans; one strip per sample, strips of
+    # odd size and a single strip holding every sample all give the exact radii
+    a = _continuous(400, seed=9)
+    _assert_all_pairs(a, _ksg_native.ksg_all_pairs(a, strip=strip, pair_block=2))
 
 
 def test_ksg_fallback_exercised_and_exact(x64):
@@ -61,7 +79,8 @@ def test_ksg_fallback_exercised_and_exact(x64):
     assert np.asarray(n_brute).mean() < 0.1 * 800
 
 
-def test_ksg_ties_deterministic(x64):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ksg_ties_deterministic(x64, backend):
     rng = np.random.default_rng(7)
     s = 600
     a = rng.normal(size=(s, 6))
@@ -70,18 +89,36 @@ def test_ksg_ties_deterministic(x64):
     a[:, 2] = np.round(a[:, 2] * 2) / 2                    # few distinct values
     a[:, 3] = rng.integers(0, 3, s)                        # heavy ties (3 values)
     a[:, 5] = np.where(rng.uniform(size=s) < 0.2, 1.0, a[:, 5])  # ties at one value
-    mi, n_brute = _ksg_all_pairs(a)
+    mi = _all_pairs(a, backend)
     _assert_all_pairs(a, mi)
     # same result on repeated calls and under a permutation of the samples
     rows = rng.permutation(s)
-    mi_p, _ = _ksg_all_pairs(a[rows])
+    mi_p = _all_pairs(a[rows], backend)
     np.testing.assert_allclose(np.asarray(mi_p), np.asarray(mi), atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(_all_pairs(a, backend)), np.asarray(mi))
 
 
-def test_ksg_raw_public_path(x64):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ksg_raw_public_path(x64, backend):
     a = _continuous(500, seed=11)
-    mi = pairwise_mutual_information(a, method="ksg", ksg_convention="raw")
+    mi = pairwise_mutual_information(a, method="ksg", ksg_convention="raw", ksg_backend=backend)
     _assert_all_pairs(a, mi)
+
+
+def test_ksg_backends_agree_in_float32():
+    # float32 activations (JAX's default): the compiled kernel works in float64 on the same
+    # values, the JAX kernel in float32; the estimates agree to float32 round-off
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(2000, 8)).astype(np.float32)
+    a = z @ rng.normal(size=(8, 10)).astype(np.float32)
+    a[:, ::3] = np.maximum(a[:, ::3], 0)
+    kw = dict(method="ksg", ksg_convention="raw")
+    jx = pairwise_mutual_information(a, ksg_backend="jax", **kw)
+    nb = pairwise_mutual_information(a, ksg_backend="numba", **kw)
+    assert nb.dtype == jx.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(nb), np.asarray(jx), atol=2e-5)
+    auto = pairwise_mutual_information(a, **kw)   # numba is installed and JAX runs on the CPU
+    np.testing.assert_array_equal(np.asarray(auto), np.asarray(nb))
 
 
 def test_ksg_sklearn_convention_matches_mutual_info_regression(x64):
@@ -107,3 +144,5 @@ def test_ksg_bad_convention():
         pairwise_mutual_information(a, method="ksg", ksg_convention="npeet")
     with pytest.raises(ValueError, match="key"):
         pairwise_mutual_information(a, method="ksg")
+    with pytest.raises(ValueError, match="ksg_backend"):
+        pairwise_mutual_information(a, method="ksg", ksg_convention="raw", ksg_backend="cuda")

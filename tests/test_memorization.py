@@ -66,6 +66,13 @@ def test_best_checkpoint_is_the_one_the_rule_picks():
     # the compared value is the validation accuracy averaged over the window before each check
     for c, step in enumerate(run.check_steps):
         np.testing.assert_allclose(run.val_at_checks[c], run.val_curve[step - 8:step].mean(0))
+    # outside those windows the accuracy is not computed, and skipping it changes nothing
+    evaluated = np.isfinite(run.val_curve[:, 0])
+    assert evaluated.sum() == 8 * len(run.check_steps)
+    every = train_protocol(p.replace(val_every_step=True), task, jax.random.PRNGKey(0), seeds=2)
+    assert np.isfinite(every.val_curve).all()
+    np.testing.assert_array_equal(every.val_curve[evaluated], run.val_curve[evaluated])
+    np.testing.assert_array_equal(every.best_step, run.best_step)
     for r in range(2):
         vals = run.val_at_checks[:, r]
         assert run.best_step[r] == run.check_steps[int(np.argmax(vals))]  # first maximum
