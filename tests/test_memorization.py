@@ -1,6 +1,8 @@
 """The memorization protocol as configuration: presets, constructions, checks, resume, τ."""
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -125,7 +127,7 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
 
     def counting(*args, **kwargs):
         run, tx = real(*args, **kwargs)
-        return (lambda *a: segments.append(1) or run(*a)), tx
+        return (lambda *a, **kw: segments.append(1) or run(*a, **kw)), tx
 
     monkeypatch.setattr(mem, "_segment_fn", counting)
     resumed = mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
@@ -151,3 +153,46 @@ def test_kendall_tau_and_bootstrap():
     assert np.all(res.per_seed == 1.0)
     assert kendall(rows, "mi", "example").tau == pytest.approx(1.0)
     assert kendall(rows, "entropy", "heuristic").tau == pytest.approx(-1.0)
+
+
+def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
+    p = _tiny(max_steps=24)
+    out = str(tmp_path / "sweep")
+    rows = mem.run_memorization(p, "colored", levels=(0.0, 0.5), seeds=2, out_dir=out,
+                                progress=False)
+    segments = []
+    real = mem._segment_fn
+
+    def counting(*args, **kwargs):
+        run, tx = real(*args, **kwargs)
+        return (lambda *a, **kw: segments.append(1) or run(*a, **kw)), tx
+
+    monkeypatch.setattr(mem, "_segment_fn", counting)
+    variants = {"same": p, "final": p.replace(checkpoint="final"),
+                "per_neuron": p.replace(binning="per_neuron", assignment="histogram")}
+    got = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
+                               progress=False)
+    assert segments == []  # nothing retrained
+    key = lambda r: (r["level"], r["seed"], r["layer"])  # noqa: E731
+    assert [key(r) for r in got["same"]] == [key(r) for r in rows]
+    for a, b in zip(got["same"], rows):
+        assert a["mean_entropy"] == b["mean_entropy"] and a["val_acc"] == b["val_acc"]
+    # the final-checkpoint variant measures the last parameters: train again to compare
+    task = mem.make_task(p, "colored", 0.5, key=1)
+    run = mem.train_protocol(p, task, jax.random.PRNGKey(1), seeds=2)
+    direct = mem.measure(p.replace(checkpoint="final"), task, run._replace(params=run.final_params),
+                         key=1)
+    mine = [r for r in got["final"] if r["level"] == 0.5]
+    for a, b in zip(mine, direct):
+        np.testing.assert_allclose(a["mean_entropy"], b["mean_entropy"], rtol=1e-5)
+        np.testing.assert_allclose(a["val_acc"], b["val_acc"])
+    assert any(a["mean_entropy"] != b["mean_entropy"]
+               for a, b in zip(got["per_neuron"], got["same"]))
+    # cached: a second call reads the stored rows
+    monkeypatch.setattr(mem, "measure", lambda *a, **k: pytest.fail("measured again"))
+    again = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
+                                 progress=False)
+    assert json.dumps(again) == json.dumps(got)  # (NaN MI: mi_estimator is None here)
+    with pytest.raises(ValueError, match="retraining"):
+        mem.measure_variants(p, "colored", {"lr": p.replace(lr=0.1)}, out_dir=out,
+                             levels=(0.0, 0.5), seeds=2, progress=False)

@@ -24,7 +24,9 @@ Functions:
 - :func:`train_protocol` — seeds trained together (``vmap``), checks on the host at the
   protocol's steps, resumable segment by segment through :mod:`jaxinfo.checkpoint`.
 - :func:`measure` — entropy and MI of the hidden pre-activations with the protocol's options.
-- :func:`run_memorization` — levels × seeds for one mode, resumable; :func:`kendall` — the
+- :func:`run_memorization` — levels × seeds for one mode, resumable;
+  :func:`measure_variants` — the same trained networks under other measurement protocols
+  (checkpoint rule, binning, estimator, evaluation inputs) without retraining; :func:`kendall` — the
   paper's τ (levels ranked by the seed-averaged measure vs by validation accuracy) with a
   bootstrap interval over seeds, and τ per seed.
 
@@ -47,8 +49,8 @@ from jaxinfo.checkpoint import CheckpointStore, fingerprint, open_store
 from jaxinfo.data import Dataset, colored, load_digits, load_idx, load_mnist, shuffled
 
 __all__ = ["Protocol", "Task", "make_task", "TrainRun", "train_protocol", "measure",
-           "run_memorization", "kendall", "KendallResult", "COLORED_LEVELS", "SHUFFLED_LEVELS",
-           "MEMORIZATION"]
+           "run_memorization", "measure_variants", "MEASURE_FIELDS", "kendall", "KendallResult",
+           "COLORED_LEVELS", "SHUFFLED_LEVELS", "MEMORIZATION"]
 
 #: Which memorization each mode induces (the direction of the preferred measure).
 MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
@@ -552,6 +554,66 @@ def run_memorization(protocol: Protocol, mode: str, *, levels: Sequence[float] |
                        best_step=run.best_step, stop_step=run.stop_step)
         rows += level_rows
     return rows
+
+
+#: Protocol fields that change only what is measured on a trained network (the checkpoint rule
+#: picks between the stored best and final parameters): variants that differ from a trained
+#: protocol in these fields alone are measured without retraining (:func:`measure_variants`).
+MEASURE_FIELDS = ("checkpoint", "eval_inputs", "n_eval", "bins", "binning", "assignment",
+                  "mi_estimator", "ksg_convention", "k")
+
+
+def measure_variants(protocol: Protocol, mode: str, variants: dict[str, Protocol], *,
+                     out_dir: str, levels: Sequence[float] | None = None, seeds: int = 5,
+                     key: int = 0, progress: bool = True) -> dict[str, list[dict]]:
+    """Measures the networks of a finished :func:`run_memorization` sweep under other
+    measurement protocols (ablations of :data:`MEASURE_FIELDS`), without retraining.
+
+    The trained state of each level is read back from ``out_dir`` (same ``protocol``, ``seeds``
+    and ``key`` as the sweep; a level that is not finished raises). Each variant's rows are
+    stored beside it (``rows_<name>.json``), so a rerun measures only what is missing.
+
+    Args:
+      protocol: the protocol the sweep was trained with.
+      variants: ``{name: protocol.replace(field=value, ...)}`` with changes in
+        :data:`MEASURE_FIELDS` only.
+
+    Returns:
+      ``{name: rows}`` as :func:`run_memorization` returns them.
+    """
+    for name, v in variants.items():
+        changed = [f.name for f in dataclasses.fields(Protocol)
+                   if getattr(v, f.name) != getattr(protocol, f.name)]
+        bad = [f for f in changed if f not in MEASURE_FIELDS]
+        if bad:
+            raise ValueError(f"variant {name!r} changes {bad}, which need retraining; "
+                             f"only {MEASURE_FIELDS} can be measured on trained networks")
+    levels = tuple(COLORED_LEVELS if mode == "colored" else SHUFFLED_LEVELS) \
+        if levels is None else tuple(float(v) for v in levels)
+    out: dict[str, list[dict]] = {name: [] for name in variants}
+    for j, level in enumerate(progress_bar(levels, desc=f"{mode} variants", enable=progress)):
+        fp = fingerprint(protocol=repr(protocol), mode=mode, level=level, seeds=seeds, key=key)
+        store = open_store(f"{out_dir}/{mode}_{level:g}", fp, kind="memorization", mode=mode,
+                           level=level, seeds=seeds, protocol=repr(protocol))
+        if store.load_json("rows") is None:
+            raise ValueError(f"level {level:g} of {mode!r} is not finished in {out_dir!r}: "
+                             "run run_memorization with the same arguments first")
+        task = run = None
+        for name, variant in variants.items():
+            cached = store.load_json(f"rows_{name}")
+            if cached is None:
+                if run is None:  # the finished training state: no step is rerun
+                    task = make_task(protocol, mode, level, key=int(key) * 1000 + j)
+                    run = train_protocol(protocol, task, jax.random.PRNGKey(int(key) * 1000 + j),
+                                         seeds=seeds, store=store)
+                chosen = run.best_params if variant.checkpoint == "best" else run.final_params
+                seconds = run.seconds / seeds
+                cached = [dict(mode=mode, level=level, train_seconds_per_model=seconds, **r)
+                          for r in measure(variant, task, run._replace(params=chosen),
+                                           key=int(key) + j)]
+                store.save_json(f"rows_{name}", cached)
+            out[name] += cached
+    return out
 
 
 # ============================================================================ Kendall τ
