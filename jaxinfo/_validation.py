@@ -109,7 +109,7 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
     check_finite("y_train", y_train)
     check_finite("params", params)
     n = x_train.shape[0]
-    f0 = apply_fn(params, x_train)
+    f0 = jax.jit(apply_fn)(params, x_train)  # one compiled program, not one per operation
     if f0.ndim != 2:
         raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
     k = f0.shape[1]

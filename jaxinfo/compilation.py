@@ -23,7 +23,7 @@ __all__ = ["enable_compilation_cache"]
 
 
 def enable_compilation_cache(directory: str | os.PathLike | None = None, *,
-                             min_compile_time_secs: float = 0.2) -> Path:
+                             min_compile_time_secs: float = 0.0) -> Path:
     """Turns on JAX's persistent compilation cache and returns its directory.
 
     Args:

@@ -157,7 +157,8 @@ def kernel_matrix(theta: jax.Array) -> jax.Array:
     if theta.ndim != 4:
         raise ValueError(f"theta must be [n1, n2] or [n1, n2, k, k], got shape {theta.shape}")
     n1, n2, k1, k2 = theta.shape
-    return jnp.transpose(theta, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
+    xp = np if isinstance(theta, np.ndarray) else jnp  # host arrays stay on the host
+    return xp.transpose(theta, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
 
 
 class KernelDynamics(NamedTuple):

@@ -134,7 +134,7 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
                          f"got shape {theta.shape}")
     if not jnp.issubdtype(theta.dtype, jnp.floating):
         theta = theta.astype(jnp.float32)
-    r0 = jnp.asarray(r0, theta.dtype)
+    r0 = (np.asarray if isinstance(r0, np.ndarray) else jnp.asarray)(r0, theta.dtype)
     nk = theta.shape[0]
     if r0.ndim == 2:
         n, k = r0.shape
@@ -146,7 +146,7 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
     if n * k != nk:
         raise ValueError(f"r0 is [{n}, {k}] but theta is {theta.shape}: theta must be "
                          f"[n·k, n·k] = [{n * k}, {n * k}]")
-    r0 = r0.reshape(-1)
+    r0 = jnp.asarray(r0.reshape(-1))
     if theta_ref is not None:
         theta_ref = jnp.asarray(_as_kernel("theta_ref", theta_ref), theta.dtype)
         if theta_ref.ndim != 2 or theta_ref.shape[1] != nk or theta_ref.shape[0] % k:
@@ -182,7 +182,9 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
                                              f"λ_max = {float(shifted[-1]):.3g}"))
     if not spectral:
         pivot = float(prob.min_pivot)
-        if not np.isfinite(pivot) or not bool(jnp.all(jnp.isfinite(prob.c_inv))) \
+        finite = (np.isfinite(np.asarray(prob.c_inv)).all() if mesh is None
+                  else bool(jnp.all(jnp.isfinite(prob.c_inv))))
+        if not np.isfinite(pivot) or not finite \
                 or pivot <= 10 * nk * eps * s_max:
             raise ValueError(singular.format(
                 f"the Cholesky factorisation of Θ + (n−1)λI in {theta.dtype} breaks down or has "
@@ -292,7 +294,7 @@ def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool
     ``method`` (``"lanczos"`` or ``"exact"``).
     """
     theta, dtype = st.prob.theta, st.prob.theta.dtype
-    idx_j = jnp.asarray(idx, jnp.int32)
+    idx_j = jnp.asarray(np.asarray(idx, np.int32))
     if st.mesh is not None:
         idx_j = _dist.put(idx_j, st.idx_sharding())
     fin = np.isfinite(st.ts)
@@ -617,12 +619,16 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
             kernel, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
             reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)
     kw = dict(trace_axes=(), batch_size=batch_size or sup.batch_size, mesh=mesh)
-    theta = kernel_matrix(empirical_ntk(apply_fn, params, sup.x, **kw))
+    # On one device the kernels go to the host (the solver works on host float64 copies), so
+    # their reshaping and the residuals are NumPy work, not small compiled programs.
+    host = np.asarray if mesh is None else (lambda a: a)  # noqa: E731
+    theta = kernel_matrix(host(empirical_ntk(apply_fn, params, sup.x, **kw)))
     theta_ref = None
     if sup.x_ref is not None:
-        theta_ref = kernel_matrix(empirical_ntk(apply_fn, params, sup.x_ref, sup.x, **kw))
+        theta_ref = kernel_matrix(host(empirical_ntk(apply_fn, params, sup.x_ref, sup.x, **kw)))
     return unique_information_from_kernel(
-        theta, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
+        theta, np.asarray(sup.f0) - np.asarray(sup.y), dynamics, theta_ref=theta_ref,
+        sigma=sigma, sigma_f=sigma_f,
         reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir,
         mesh=mesh)
 
