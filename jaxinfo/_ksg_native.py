@@ -1,9 +1,10 @@
 """Exact all-pairs KSG mutual information on the CPU, compiled with numba (optional extra).
 
-The JAX kernel in :mod:`jaxinfo.diversity` runs anywhere JAX does, but on XLA:CPU its per-sample
-gathers and fixed-width windows cost ~5 ms per neuron pair at S = 10,000. The search below is
-data-dependent (it stops as soon as a bound proves the answer), which a scalar compiled loop
-does well and XLA does not; it is used for ``method="ksg"`` on the CPU when numba is installed
+The JAX kernel in :mod:`jaxinfo.diversity` runs anywhere JAX does; on XLA:CPU its per-sample
+gathers and fixed-width windows cost ~2 ms per neuron pair at S = 10,000 (0.26 ms at 1,000) on
+two cores. The search below is data-dependent (it stops as soon as a bound proves the answer),
+which a scalar compiled loop does well and XLA does not: 1.1 ms (0.10 ms) per pair on the same
+two cores, 1.9–2.6× faster. It is used for ``method="ksg"`` on the CPU when numba is installed
 (``pip install numba`` or ``jaxinfo[fast]``). Both kernels are exact: they equal a KD-tree
 reference to round-off (``tests/test_ksg.py``).
 
