@@ -17,6 +17,7 @@ step "data size: Fashion-MNIST, 4,000 training images, 10 seeds" $PY benchmarks/
     --protocol authors-epochs --dataset fashion_mnist --n-train 4000 --seeds 10 --mi binned \
     --out $R/authors_epochs_fashion4000_s10
 step "the authors' protocol (KSG)" $PY "${ABL[@]}" --only "authors' protocol"
+step "the final checkpoint (KSG)" $PY "${ABL[@]}" --only "checkpoint: final"
 step "all ablations" $PY "${ABL[@]}" \
     --train-run "schedule: steps (1 seed)=$R/authors_steps_mnist_s1" \
     --train-run "data: Fashion-MNIST 4,000=$R/authors_epochs_fashion4000_s10" \
