@@ -55,15 +55,31 @@ def _n_val(p: Protocol) -> int:
     return p.n_val or {"mnist": 1000, "fashion_mnist": 10_000, "digits": 360}[p.dataset]
 
 
-def taus(rows: list[dict], mode: str) -> dict:
+def taus(rows: list[dict], mode: str, layer: str = "overall") -> dict:
     out = {}
     for measure in ("entropy", "mi"):
         if not all(np.isfinite(r["mean_mi"]) for r in rows) and measure == "mi":
             continue
-        res = kendall(rows, measure, MEMORIZATION[mode])
+        res = kendall(rows, measure, MEMORIZATION[mode], layer=layer)
         out[measure] = dict(tau=res.tau, low=res.low, high=res.high,
                             per_seed_mean=float(np.mean(res.per_seed)),
                             seeds=len(res.per_seed))
+    return out
+
+
+def level_table(rows: list[dict]) -> list[str]:
+    """Markdown rows: mode, level, entropy, MI, validation accuracy, chosen step."""
+    out = ["| mode | level | entropy (nats) | MI (nats) | val acc | chosen step (median) |",
+           "|---|---|---|---|---|---|"]
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        sel = [r for r in rows if r["mode"] == mode and r["layer"] == "overall"]
+        for level in sorted({r["level"] for r in sel}):
+            g = [r for r in sel if r["level"] == level]
+            col = lambda k: np.array([r[k] for r in g], float)  # noqa: E731
+            cells = [f"{col(k).mean():.3f} ± {col(k).std():.3f}"
+                     for k in ("mean_entropy", "mean_mi", "val_acc")]
+            out.append(f"| {mode} | {level:g} | " + " | ".join(cells)
+                       + f" | {np.median(col('best_step')):.0f} |")
     return out
 
 
@@ -86,6 +102,8 @@ def main():
                     help="NAME=DIR of another finished sweep (a training ablation)")
     ap.add_argument("--only", default=None, help="';'-separated variant names to measure")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--figures", default=None,
+                    help="path prefix for the figures of the authors' and final-checkpoint rows")
     args = ap.parse_args()
 
     base = protocol_for(args.protocol, args.dataset, None, mi_estimator=args.mi)
@@ -94,13 +112,22 @@ def main():
         keep = args.only.split(";")
         variants = {k: v for k, v in variants.items() if k in keep}
     table: dict[str, dict] = {}
+    got_all: dict[str, list[dict]] = {}
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
         got = measure_variants(base, mode, variants, out_dir=args.base, seeds=args.seeds)
+        for name, rows in got.items():
+            got_all.setdefault(name, []).extend(rows)
         print(f"{mode}: {len(variants)} variants measured in {time.perf_counter() - t0:.0f} s",
               flush=True)
         for name, rows in got.items():
             table.setdefault(name, {})[mode] = taus(rows, mode)
+    authors = "authors' protocol"
+    if authors in variants:  # the same networks and measurement, one hidden layer at a time
+        for mode in args.modes.split(","):
+            rows = [r for r in got_all[authors] if r["mode"] == mode]
+            for layer in sorted({r["layer"] for r in rows} - {"overall"}):
+                table.setdefault(f"layer: {layer} only", {})[mode] = taus(rows, mode, layer)
     for spec in args.train_run:
         name, path = spec.split("=", 1)
         if not os.path.exists(os.path.join(path, "summary.json")):
@@ -119,8 +146,21 @@ def main():
         cells = [cell(modes.get(m, {}).get(meas)) for m in ("colored", "shuffled")
                  for meas in ("entropy", "mi")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name in (authors, "checkpoint: final"):
+        if name in got_all:
+            lines += ["", f"Per level, {name} (mean ± sd over seeds, overall layer):", "",
+                      *level_table(got_all[name])]
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
+    if args.figures:
+        from jaxinfo.plots import memorization_figures
+        for name, slug in ((authors, "authors"), ("checkpoint: final", "final")):
+            if name not in got_all:
+                continue
+            measures, training = memorization_figures(got_all[name], args.base)
+            measures.savefig(f"{args.figures}_{slug}_measures.png", dpi=110)
+            if slug == "authors":  # the same curves for every variant
+                training.savefig(f"{args.figures}_training.png", dpi=110)
     with open(os.path.join(args.out, "ablation.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "ablation.json"), "w") as f:
