@@ -193,6 +193,9 @@ def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
     again = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
                                  progress=False)
     assert json.dumps(again) == json.dumps(got)  # (NaN MI: mi_estimator is None here)
+    with pytest.raises(ValueError, match="without '/'"):
+        mem.measure_variants(p, "colored", {"a/b": p}, out_dir=out, levels=(0.0, 0.5), seeds=2,
+                             progress=False)
     with pytest.raises(ValueError, match="retraining"):
         mem.measure_variants(p, "colored", {"lr": p.replace(lr=0.1)}, out_dir=out,
                              levels=(0.0, 0.5), seeds=2, progress=False)

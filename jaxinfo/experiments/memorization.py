@@ -571,7 +571,8 @@ def measure_variants(protocol: Protocol, mode: str, variants: dict[str, Protocol
 
     The trained state of each level is read back from ``out_dir`` (same ``protocol``, ``seeds``
     and ``key`` as the sweep; a level that is not finished raises). Each variant's rows are
-    stored beside it (``rows_<name>.json``), so a rerun measures only what is missing.
+    stored beside it (``rows_<name>.json``; names may hold spaces and punctuation, not ``/``),
+    so a rerun measures only what is missing.
 
     Args:
       protocol: the protocol the sweep was trained with.
@@ -582,6 +583,8 @@ def measure_variants(protocol: Protocol, mode: str, variants: dict[str, Protocol
       ``{name: rows}`` as :func:`run_memorization` returns them.
     """
     for name, v in variants.items():
+        if not name or "/" in name or "\0" in name:  # the name is part of a file name
+            raise ValueError(f"variant names must be non-empty without '/', got {name!r}")
         changed = [f.name for f in dataclasses.fields(Protocol)
                    if getattr(v, f.name) != getattr(protocol, f.name)]
         bad = [f for f in changed if f not in MEASURE_FIELDS]
