@@ -104,6 +104,19 @@ def test_early_stopping_freezes_the_seed():
             np.testing.assert_allclose(a[r], b[r], rtol=1e-6, atol=1e-7)
 
 
+def _count_segments(monkeypatch) -> list:
+    """Records every compiled training segment run from now on (one entry per call)."""
+    segments = []
+    real = mem._segment_fn
+
+    def counting(*args, **kwargs):
+        run, tx = real(*args, **kwargs)
+        return (lambda *a, **kw: segments.append(1) or run(*a, **kw)), tx
+
+    monkeypatch.setattr(mem, "_segment_fn", counting)
+    return segments
+
+
 def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
     p = _tiny(max_steps=24)
     full = mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
@@ -122,14 +135,7 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
         mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
                              out_dir=str(tmp_path / "b"), progress=False)
     monkeypatch.setattr(mem, "measure", original)
-    segments = []
-    real = mem._segment_fn
-
-    def counting(*args, **kwargs):
-        run, tx = real(*args, **kwargs)
-        return (lambda *a, **kw: segments.append(1) or run(*a, **kw)), tx
-
-    monkeypatch.setattr(mem, "_segment_fn", counting)
+    segments = _count_segments(monkeypatch)
     resumed = mem.run_memorization(p, "shuffled", levels=(0.0, 0.5), seeds=1,
                                    out_dir=str(tmp_path / "b"), progress=False)
     assert segments == []  # level 0 was measured, level 0.5 fully trained: nothing retrained
@@ -160,14 +166,7 @@ def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
     out = str(tmp_path / "sweep")
     rows = mem.run_memorization(p, "colored", levels=(0.0, 0.5), seeds=2, out_dir=out,
                                 progress=False)
-    segments = []
-    real = mem._segment_fn
-
-    def counting(*args, **kwargs):
-        run, tx = real(*args, **kwargs)
-        return (lambda *a, **kw: segments.append(1) or run(*a, **kw)), tx
-
-    monkeypatch.setattr(mem, "_segment_fn", counting)
+    segments = _count_segments(monkeypatch)
     variants = {"same": p, "final": p.replace(checkpoint="final"),
                 "per_neuron": p.replace(binning="per_neuron", assignment="histogram")}
     got = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
