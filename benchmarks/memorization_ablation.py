@@ -29,7 +29,7 @@ from jaxinfo.experiments.memorization import (MEMORIZATION, Protocol, kendall,
 from run_memorization import protocol_for
 
 
-def variants_of(p: Protocol) -> dict[str, Protocol]:
+def variants_of(p: Protocol, final_ksg: bool = False) -> dict[str, Protocol]:
     """The measurement ablations: the authors' measurement first, then one change each.
 
     Binning and bin assignment change only the entropy, so those variants skip MI (their MI is
@@ -40,6 +40,7 @@ def variants_of(p: Protocol) -> dict[str, Protocol]:
     authors = p.replace(mi_estimator="ksg", ksg_convention="raw", binning="all_layers",
                         assignment="digitize", checkpoint="best", eval_inputs="validation")
     entropy_only = authors.replace(mi_estimator=None)
+    extra = {"checkpoint: final (KSG)": authors.replace(checkpoint="final")} if final_ksg else {}
     return {
         "authors' protocol": authors,
         "MI: binned (100 bins)": authors.replace(mi_estimator="binned"),
@@ -50,7 +51,7 @@ def variants_of(p: Protocol) -> dict[str, Protocol]:
                                                          mi_estimator="binned"),
         "inputs: training images (MI binned)": authors.replace(
             eval_inputs="train", n_eval=p.n_eval or _n_val(p), mi_estimator="binned"),
-    }
+    } | extra
 
 
 def _n_val(p: Protocol) -> int:
@@ -102,6 +103,8 @@ def main():
     ap.add_argument("--modes", default="colored,shuffled")
     ap.add_argument("--train-run", action="append", default=[],
                     help="NAME=DIR of another finished sweep (a training ablation)")
+    ap.add_argument("--final-ksg", action="store_true",
+                    help="also the final checkpoint measured with KSG (an hour per mode here)")
     ap.add_argument("--only", default=None, help="';'-separated variant names to measure")
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
@@ -109,7 +112,7 @@ def main():
     args = ap.parse_args()
 
     base = protocol_for(args.protocol, args.dataset, None, mi_estimator=args.mi)
-    variants = variants_of(base)
+    variants = variants_of(base, final_ksg=args.final_ksg)
     if args.only:
         keep = args.only.split(";")
         variants = {k: v for k, v in variants.items() if k in keep}
