@@ -272,7 +272,8 @@ def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None
             steps = np.arange(1, len(loss) + 1)
             smooth = max(1, len(loss) // 200)
             kernel = np.ones(smooth) / smooth
-            mean = np.convolve(loss.mean(1), kernel, mode="same")
+            valid = np.convolve(np.ones(len(loss)), kernel, mode="same")  # no zero padding
+            mean = np.convolve(loss.mean(1), kernel, mode="same") / valid
             loss_ax.plot(steps, mean, lw=0.8, color=line.get_color(), label=f"{lv:g}")
         for ax in (acc_ax, loss_ax):
             ax.set_xscale("log")
