@@ -282,7 +282,8 @@ class TrainRun(NamedTuple):
       check_steps: ``[C]`` the steps at which checks ran.
       val_at_checks: ``[C, R]`` the windowed validation accuracy compared at each check.
       train_loss_at_checks: ``[C, R]`` the windowed mean training cross-entropy (nats).
-      val_curve, loss_curve: ``[steps, R]`` per-step validation accuracy and training loss.
+      val_curve, loss_curve: ``[steps, R]`` per-step validation accuracy (NaN outside the
+        windows the checks compare, unless ``protocol.val_every_step``) and training loss.
       seconds: wall time of the training (all seeds).
     """
 
