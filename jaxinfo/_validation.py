@@ -6,7 +6,7 @@ public functions stay usable under ``jax.jit``.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,8 +75,23 @@ class Supervised(NamedTuple):
     batch_size: int | None
 
 
+def pad_rows(x, rows: int):
+    """``x`` with its last row repeated up to ``rows`` rows (the inputs of padded samples).
+
+    NumPy on the host (no eager operation compiled per size), except for arrays spread over
+    several hosts, which are padded on their devices.
+    """
+    if len(x) >= rows:
+        return x
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return jnp.concatenate([x, jnp.repeat(x[-1:], rows - len(x), axis=0)])
+    x = np.asarray(x)
+    return np.concatenate([x, np.repeat(x[-1:], rows - len(x), axis=0)])
+
+
 def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
-                     x_ref: Any = None) -> Supervised:
+                     x_ref: Any = None, *, padded_size: Callable[[int], int] | None = None
+                     ) -> Supervised:
     """Validates a supervised problem for the model-level entry points.
 
     Args:
@@ -87,6 +102,10 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
       y_train: ``[n, k]`` targets, or ``[n]`` when k = 1 (finite); ``None`` for batches.
       x_ref: optional ``[m, ...]`` reference inputs (or batches) with the feature shape of
         ``x_train``.
+      padded_size: ``n -> N ≥ n`` when the caller pads the samples to N
+        (:class:`jaxinfo.LOOSolver` ``pad_to``): f0 is then computed on the padded inputs (one
+        compiled forward for every n ≤ N) and the arrays stay NumPy on the host (no eager
+        operation compiled per size).
 
     Returns:
       :class:`Supervised`: ``x``, ``f0 = apply_fn(params, x)`` ``[n, k]``, ``y`` ``[n, k]`` in
@@ -101,7 +120,9 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
     if y_train is None:
         raise TypeError("y_train is missing: pass targets [n, k], or batches with a 'y' entry")
     x_ref = gather(x_ref, name="x_ref").x
-    x_train = jnp.asarray(x_train)
+    host = padded_size is not None
+    to_array = np.asarray if host and not isinstance(x_train, jax.Array) else jnp.asarray
+    x_train = to_array(x_train)
     if x_train.ndim < 1 or x_train.shape[0] < 2:
         raise ValueError(f"x_train must be [n, ...] with n >= 2 samples, got shape "
                          f"{x_train.shape}")
@@ -109,11 +130,14 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
     check_finite("y_train", y_train)
     check_finite("params", params)
     n = x_train.shape[0]
-    f0 = jax.jit(apply_fn)(params, x_train)  # one compiled program, not one per operation
+    if host:
+        f0 = np.asarray(jax.jit(apply_fn)(params, pad_rows(x_train, padded_size(n))))[:n]
+    else:
+        f0 = jax.jit(apply_fn)(params, x_train)  # one compiled program, not one per operation
     if f0.ndim != 2:
         raise ValueError(f"apply_fn must return [batch, k] outputs, got shape {f0.shape}")
     k = f0.shape[1]
-    y = jnp.asarray(y_train, f0.dtype)
+    y = (np.asarray if host else jnp.asarray)(y_train, f0.dtype)
     if y.ndim == 1 and k == 1:
         y = y[:, None]
     if y.shape != (n, k):
@@ -121,7 +145,7 @@ def check_supervised(apply_fn: Any, params: Any, x_train: Any, y_train: Any,
                          f"{', or (n,) when k = 1' if k == 1 else ''}), got "
                          f"{tuple(np.shape(y_train))}")
     if x_ref is not None:
-        x_ref = jnp.asarray(x_ref)
+        x_ref = to_array(x_ref)
         if x_ref.ndim != x_train.ndim or x_ref.shape[1:] != x_train.shape[1:] \
                 or x_ref.shape[0] < 1:
             raise ValueError(f"x_ref must be [m, {', '.join(map(str, x_train.shape[1:]))}] "

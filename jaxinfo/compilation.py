@@ -10,7 +10,9 @@ instead of compiling again. The ``jaxinfo`` command line turns it on; in a noteb
 
 Within one process, jaxinfo avoids recompiling across hyperparameters: ``lr``, ``t`` and
 ``weight_decay`` of :class:`jaxinfo.GradientDescent` are traced values, and Lanczos step counts
-are rounded up to a multiple of 16. A new problem size (n, k, P) still compiles once.
+are rounded up to a multiple of 16. A new problem size (n, k, P) still compiles once, unless
+the samples are padded to a size bucket (``LOOSolver(pad_to="bucket")``: every n of a bucket
+shares one compilation; ``docs/maths/sui.md``).
 """
 from __future__ import annotations
 

@@ -101,6 +101,31 @@ def test_unique_information_sharded_equals_single_device_padded():
     """)
 
 
+def test_uneven_n_padded_to_a_bucket_is_sharded():
+    _run("""
+    from jaxinfo.sui import driver
+    n = 13                                       # 26 rows: not divisible by 8; padded to 16
+    x, y = jax.random.normal(k3, (n, D)), jax.random.normal(k4, (n, K))
+    mesh, solver = data_mesh(), LOOSolver(pad_to="bucket", chunk_size=5)
+    for t in (None, 30.0):
+        kw = dict(dynamics=GradientDescent(lr=0.5, t=t, weight_decay=1e-3), progress=False)
+        a = jaxinfo.unique_information(f, params, x, y, x[:5] + 0.3, **kw)
+        b = jaxinfo.unique_information(f, params, x, y, x[:5] + 0.3, mesh=mesh, solver=solver,
+                                       **kw)
+        assert a.method == b.method
+        for q in ("weight_si", "functional_si", "sample_loss"):
+            assert rel(getattr(b, q), getattr(a, q)) <= 1e-10, (t, q)
+    # the padded kernel is sharded by rows (unpadded, 26 rows stay replicated)
+    theta = np.asarray(jaxinfo.kernel_matrix(jaxinfo.empirical_ntk(f, params, x, trace_axes=())))
+    r0 = np.asarray(f(params, x) - y)
+    dyn = GradientDescent(lr=0.5, t=None, weight_decay=1e-3)
+    for pad, split in ((None, False), ("bucket", True)):
+        th, r, _ = driver._place("float64", mesh, theta, r0, None)
+        st = driver._setup(th, r, dyn, None, "auto", mesh, LOOSolver(pad_to=pad))
+        assert st.theta_split == split and row_sharded(st.prob.theta) == split, pad
+    """)
+
+
 def test_unique_information_sharded_equals_single_device_finite_t():
     _run("""
     n = 16                                       # Θ [32, 32] sharded by rows over "data"

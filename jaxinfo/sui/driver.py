@@ -31,14 +31,15 @@ from jax.sharding import Mesh
 from jaxinfo import distributed as _dist
 from jaxinfo._optional import progress_bar
 from jaxinfo._types import ApplyFn
-from jaxinfo._validation import check_finite, check_int_at_least, check_positive, check_supervised
+from jaxinfo._validation import (check_finite, check_int_at_least, check_positive,
+                                 check_supervised, pad_rows)
 from jaxinfo.checkpoint import fingerprint, open_store
 from jaxinfo.dynamics import GradientDescent, as_dynamics
 from jaxinfo.linearize import check_step_size, kernel_matrix, precision_scope, to_host64
 from jaxinfo.sui import engines
 from jaxinfo.sui.plan import lanczos_plan
 from jaxinfo.sui.results import (METHODS, REDUCTIONS, LOOSolver, LOOVectors, from_stats,
-                                 UniqueInformation)
+                                 UniqueInformation, size_bucket)
 
 __all__ = ["unique_information", "unique_information_from_kernel", "unique_information_core",
            "loo_vectors", "weight_changes"]
@@ -59,6 +60,18 @@ class _Setup:
     ts: np.ndarray
     dyn: GradientDescent
     mesh: Mesh | None = None
+    n_pad: int = 0  # samples in the arrays (≥ n: padded with inert ones); 0: n
+    ref_rows: int | None = None  # real rows of Θ* (the arrays may have more)
+
+    def __post_init__(self):
+        self.n_pad = self.n_pad or self.n
+        if self.ref_rows is None and self.prob.theta_ref is not None:
+            self.ref_rows = self.prob.theta_ref.shape[0]
+
+    @property
+    def nk(self) -> int:
+        """Rows of the real problem (the padded arrays have ``n_pad·k``)."""
+        return self.n * self.k
 
     @property
     def shift(self) -> float:
@@ -121,13 +134,15 @@ def _check_finite_sharded(name: str, a) -> None:
                          "computing information measures.")
 
 
-def _as_kernel(name: str, a: Any) -> jax.Array:
-    a = jnp.asarray(a)
+def _as_kernel(name: str, a: Any) -> jax.Array | np.ndarray:
+    """``[nk, nk]`` from ``[n, n, k, k]``; NumPy arrays stay on the host (``jnp.asarray`` of a
+    host array would compile a small program per shape)."""
+    a = a if isinstance(a, (jax.Array, np.ndarray)) else jnp.asarray(a)
     return kernel_matrix(a) if a.ndim == 4 else a
 
 
 def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
-           mesh: Mesh | None = None) -> _Setup:
+           mesh: Mesh | None = None, solver: LOOSolver | None = None) -> _Setup:
     theta = _as_kernel("theta", theta)
     if theta.ndim != 2 or theta.shape[0] != theta.shape[1]:
         raise ValueError(f"theta must be a square [nk, nk] matrix (or [n, n, k, k]), "
@@ -146,21 +161,32 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
     if n * k != nk:
         raise ValueError(f"r0 is [{n}, {k}] but theta is {theta.shape}: theta must be "
                          f"[n·k, n·k] = [{n * k}, {n * k}]")
-    r0 = jnp.asarray(r0.reshape(-1))
+    r0 = r0.reshape(-1)
     if theta_ref is not None:
-        theta_ref = jnp.asarray(_as_kernel("theta_ref", theta_ref), theta.dtype)
+        theta_ref = _as_kernel("theta_ref", theta_ref)
+        theta_ref = (np.asarray if isinstance(theta_ref, np.ndarray) else jnp.asarray)(
+            theta_ref, theta.dtype)
         if theta_ref.ndim != 2 or theta_ref.shape[1] != nk or theta_ref.shape[0] % k:
             raise ValueError(f"theta_ref must be [m·{k}, {nk}] (reference × training), "
                              f"got shape {theta_ref.shape}")
         (check_finite if mesh is None else _check_finite_sharded)("theta_ref", theta_ref)
     (check_finite if mesh is None else _check_finite_sharded)("theta", theta)
     check_finite("r0", r0)
+    n_pad = n if solver is None else solver.padded_size(n)
+    ref_rows = None if theta_ref is None else theta_ref.shape[0]
+    if n_pad > n or (ref_rows and solver is not None and solver.pad_to is not None):
+        m_pad = None if theta_ref is None else size_bucket(ref_rows // k)
+        if mesh is None:  # NumPy on the host: no eager op compiled per size
+            theta, r0, theta_ref = (None if a is None else np.asarray(a)
+                                    for a in (theta, r0, theta_ref))
+        theta, r0, theta_ref = engines.pad_problem(theta, r0, theta_ref, k, n_pad, m_pad)
+        theta, theta_ref = (_on_mesh(a, mesh, rows=True) for a in (theta, theta_ref))
     ts = dyn.times()
     lam, lr = float(dyn.weight_decay), float(dyn.lr)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     spectral = method == "exact" or bool(np.any(np.isfinite(ts)))
-    prob = engines.prepare(theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), lr, lam, n=n,
+    prob = engines.prepare(theta, r0, theta_ref, jnp.asarray(ts, theta.dtype), lr, lam, n,
                            spectral=spectral, continuous=dyn.continuous, zero_decay=lam == 0)
     if mesh is not None:  # big factors by rows like Θ; the small vectors on every device
         big = {"eigvecs": prob.eigvecs, "c_inv": prob.c_inv}
@@ -191,7 +217,7 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
                 f"a pivot ≤ {10 * nk * eps:.1e}·λ_max, λ_max ≈ {s_max:.3g}"
                 + ("; float64 (LOOSolver(dtype='float64')) may resolve it" if eps > 1e-10
                    else "")))
-    return _Setup(prob, n, k, ts, dyn, mesh)
+    return _Setup(prob, n, k, ts, dyn, mesh, n_pad, ref_rows)
 
 
 def _resolve(st: _Setup, solver: LOOSolver):
@@ -205,13 +231,16 @@ def _resolve(st: _Setup, solver: LOOSolver):
                          "for finite t")
     if not finite.size:  # t = ∞ only: the Schur complement is exact and cheapest
         return "schur", None
-    dim = st.prob.theta.shape[0] - st.k
+    dim = st.nk - st.k
     plan = lanczos_plan(float(st.prob.eigvals[0]) + st.shift,
                         float(st.prob.eigvals[-1]) + st.shift, finite,
                         eta=float(st.dyn.lr) / (st.n - 1), continuous=st.dyn.continuous,
                         tol=solver.tol, max_iter=solver.max_iter or dim + 1)
+    # A padded problem keeps its shapes: m = the padded dimension when the Krylov space is the
+    # whole (real) space — it is exhausted after the real dimension and closed by zero blocks.
+    full = dim if st.n_pad == st.n else (st.n_pad - 1) * st.k
     if plan.iterations >= dim:  # the Krylov space is the whole space: exact (round-off only)
-        plan = plan._replace(iterations=dim, abs_bound=0.0, rel_bound=0.0, reached=True)
+        plan = plan._replace(iterations=full, abs_bound=0.0, rel_bound=0.0, reached=True)
     # Lanczos costs m·(nk)² per sample against ~10·(nk)³ for an eigendecomposition, so it wins
     # even when m approaches the dimension (where it re-orthogonalises and is exact); "auto"
     # falls back to "exact" only when the bound cannot be met within max_iter.
@@ -227,7 +256,7 @@ def _resolve(st: _Setup, solver: LOOSolver):
         # More steps only shrink the error, so the bound computed for m stays valid.
         bucket = min(dim, -(-plan.iterations // _LANCZOS_BUCKET) * _LANCZOS_BUCKET)
         if bucket >= dim:
-            plan = plan._replace(iterations=dim, abs_bound=0.0, rel_bound=0.0)
+            plan = plan._replace(iterations=full, abs_bound=0.0, rel_bound=0.0)
         else:
             plan = plan._replace(iterations=bucket)
     return "lanczos", plan
@@ -243,7 +272,7 @@ def _default_chunk(st: _Setup, method: str, plan, memory_budget: int) -> int:
         per = (m * nk + m * m + 8 * nk + 4 * T * nk) * item
     else:
         per = (6 * T * nk + 2 * nk * st.k) * item
-    return int(max(1, min(st.n, memory_budget // max(per, 1), 4096)))
+    return int(max(1, min(st.n_pad, memory_budget // max(per, 1), 4096)))
 
 
 def _tridiagonal_eigh(diag: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +302,7 @@ def _alpha_lanczos(st: _Setup, idx, ts, m: int):
     """
     theta, dtype = st.prob.theta, st.prob.theta.dtype
     eta = float(st.dyn.lr) / (st.n - 1)
-    reorth = m >= theta.shape[0] - st.k
+    reorth = m >= st.nk - st.k
     diag, off, basis, bnorm = engines.lanczos_run(
         theta, st.prob.r0, idx, st.shift, float(st.prob.eigvals[-1]) + st.shift, st.k, m, reorth)
     t_max = float(np.max(np.asarray(ts)))
@@ -319,7 +348,7 @@ def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool
         if st.mesh is not None:
             alpha_p = _dist.put(alpha_p, st.idx_sharding())
     stats = engines.chunk_stats(theta, st.prob.theta_ref, st.prob.r0, st.prob.alpha,
-                                st.prob.r_full, alpha_p, idx_j, st.k, vectors)
+                                st.prob.r_full, alpha_p, idx_j, st.k, vectors, st.n)
     out = {key: _dist.to_host(v) for key, v in stats.items()}
     keep = np.arange(theta.shape[0])[None] // st.k != idx[:, None]
     bnorm = np.linalg.norm(np.where(keep, _dist.to_host(st.prob.r0)[None], 0.0), axis=1)
@@ -330,12 +359,12 @@ def _compute_chunk(st: _Setup, method: str, plan, idx: np.ndarray, vectors: bool
 def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, progress: bool,
          checkpoint_dir) -> dict:
     """Runs every chunk (progress bar, checkpoints) and concatenates the results."""
-    n = st.n
+    n, n_pad = st.n, st.n_pad  # the chunk size depends on n_pad only (one compilation)
     if solver.chunk_size is None:
         chunk = _default_chunk(st, method, plan, solver.memory_budget)
-        chunk = -(-n // -(-n // chunk))  # equal chunks: as little padding as possible
+        chunk = -(-n_pad // -(-n_pad // chunk))  # equal chunks: as little padding as possible
     else:
-        chunk = min(int(solver.chunk_size), n)
+        chunk = min(int(solver.chunk_size), n_pad)
     if st.mesh is not None and not st.theta_split:  # chunk samples split over "data"
         data = _dist.axis_size(st.mesh, "data")
         chunk = -(-chunk // data) * data
@@ -375,7 +404,7 @@ def _solve(theta, r0, dyn: GradientDescent, theta_ref, solver: LOOSolver, mesh, 
     if mesh is not None:
         mesh = _dist.auto_mesh(mesh)
     theta, r0, theta_ref = _place(solver.dtype, mesh, theta, r0, theta_ref)
-    st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh)
+    st = _setup(theta, r0, dyn, theta_ref, solver.method, mesh, solver)
     meth, plan = _resolve(st, solver)
     out = _run(st, meth, plan, solver, vectors=vectors, progress=progress,
                checkpoint_dir=checkpoint_dir)
@@ -411,13 +440,14 @@ def loo_vectors(theta: jax.Array, r0: jax.Array, dynamics: GradientDescent, *,
     with precision_scope(solver.dtype):
         st, meth, plan, out = _solve(theta, r0, dyn, theta_ref, solver, mesh, vectors=True,
                                      progress=progress, checkpoint_dir=None)
-    T = len(st.ts)
+    T, nk = len(st.ts), st.nk
     tr = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731 - [n, T, …] -> [T, n, …]
     ref = None
-    if st.prob.theta_ref is not None:
-        ref = tr(out["ref_change"]).reshape(T, st.n, -1, st.k)
-    return LOOVectors(st.ts, _dist.to_host(st.prob.alpha), tr(out["delta_alpha"]),
-                      tr(out["train_change"]), ref, tr(out["train_loss_change"]),
+    if st.prob.theta_ref is not None:  # (padded entries dropped: they are exactly zero)
+        ref = tr(out["ref_change"][..., :st.ref_rows]).reshape(T, st.n, -1, st.k)
+    return LOOVectors(st.ts, _dist.to_host(st.prob.alpha)[:, :nk],
+                      tr(out["delta_alpha"][..., :nk]), tr(out["train_change"][:, :, :st.n]),
+                      ref, tr(out["train_loss_change"]),
                       tr(out["weight_change_sq"]), out["alpha_error_bound"], meth,
                       plan.iterations if plan else 0)
 
@@ -470,11 +500,10 @@ def unique_information_from_kernel(theta: jax.Array, r0: jax.Array, dynamics: Gr
     with precision_scope(solver.dtype):
         st, meth, plan, out = _solve(theta, r0, dyn, theta_ref, solver, mesh, vectors=False,
                                      progress=progress, checkpoint_dir=checkpoint_dir)
-        r_full = _dist.to_host(st.prob.r_full)[0]
+        r_full = _dist.to_host(st.prob.r_full)[0, :st.nk]
         sample_loss = 0.5 * np.sum(r_full.reshape(st.n, st.k) ** 2, 1)
-    ref_rows = None if st.prob.theta_ref is None else st.prob.theta_ref.shape[0]
     return from_stats({key: v[:, 0] for key, v in out.items() if v.ndim == 2}, n=st.n, k=st.k,
-                      ref_rows=ref_rows, reduction=reduction, sigma=float(sigma),
+                      ref_rows=st.ref_rows, reduction=reduction, sigma=float(sigma),
                       sigma_f=float(sigma_f), sample_loss=sample_loss,
                       alpha_error_bound=out["alpha_error_bound"], dynamics=dyn, method=meth,
                       iterations=plan.iterations if plan else 0)
@@ -595,7 +624,8 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
 
     as_dynamics(dynamics)
     _check_smoothing(sigma, sigma_f, reduction)
-    sup = check_supervised(apply_fn, params, x_train, y_train, x_ref)
+    padded = None if solver.pad_to is None or mesh is not None else solver.padded_size
+    sup = check_supervised(apply_fn, params, x_train, y_train, x_ref, padded_size=padded)
     n, k = sup.f0.shape
     too_big = (n * k) ** 2 * 8 > solver.memory_budget
     if mesh is not None and (projection_dim is not None or kernel_dir is not None):
@@ -622,10 +652,18 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
     # On one device the kernels go to the host (the solver works on host float64 copies), so
     # their reshaping and the residuals are NumPy work, not small compiled programs.
     host = np.asarray if mesh is None else (lambda a: a)  # noqa: E731
-    theta = kernel_matrix(host(empirical_ntk(apply_fn, params, sup.x, **kw)))
+    # With solver.pad_to the inputs are padded too (one compiled NTK across n); the padded
+    # rows are dropped here and the leave-one-out problem is padded with inert samples instead.
+    n_pad = solver.padded_size(n)
+    x_pad = pad_rows(sup.x, n_pad)
+    theta = kernel_matrix(host(empirical_ntk(apply_fn, params, x_pad, **kw)))
+    theta = theta if n_pad == n else theta[:n * k, :n * k]
     theta_ref = None
     if sup.x_ref is not None:
-        theta_ref = kernel_matrix(host(empirical_ntk(apply_fn, params, sup.x_ref, sup.x, **kw)))
+        m = len(sup.x_ref)
+        x_ref = pad_rows(sup.x_ref, m if solver.pad_to is None else size_bucket(m))
+        theta_ref = kernel_matrix(host(empirical_ntk(apply_fn, params, x_ref, x_pad, **kw)))
+        theta_ref = theta_ref if theta_ref.shape == (m * k, n * k) else theta_ref[:m * k, :n * k]
     return unique_information_from_kernel(
         theta, np.asarray(sup.f0) - np.asarray(sup.y), dynamics, theta_ref=theta_ref,
         sigma=sigma, sigma_f=sigma_f,

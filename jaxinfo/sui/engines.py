@@ -14,6 +14,8 @@ side ``D_i r0`` and the step ``lr/(n−1)``; its padded solution α'_i (zeros on
   out-of-core path, :mod:`jaxinfo.sui.out_of_core`, never holds all of C).
 - :func:`chunk_stats` — the per-sample quantities from the padded α' (via
   :func:`stats_from_products`, which takes ΘΔα precomputed).
+- :func:`pad_problem` — the same problem padded with inert samples (one compilation across
+  sizes).
 - :func:`prepare` — the full problem (α, residuals, and C or the spectrum of Θ).
 - :func:`loo_statistics` — all of it for every sample in one jit-able call (the core behind
   :func:`jaxinfo.unique_information_core`); the host driver (:mod:`jaxinfo.sui.driver`) runs
@@ -26,6 +28,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxinfo.linearize import spectral_gain
@@ -211,25 +214,31 @@ def alpha_schur_columns(c_cols, u, r0, idx, k):
 
 
 @partial(jax.jit, static_argnames=("k", "vectors"))
-def chunk_stats(theta, theta_ref, r0, alpha, r_full, alpha_p, idx, k, vectors):
+def chunk_stats(theta, theta_ref, r0, alpha, r_full, alpha_p, idx, k, vectors, n=None):
     """Per-sample quantities from the padded LOO coefficients ``alpha_p [c, T, nk]``."""
     d = alpha_p - alpha[None]  # Δα [c, T, nk]
     td = _mm(d, theta)  # Θ Δα (Θ symmetric)
     rd = None if theta_ref is None else _mm(d, theta_ref.T)
-    return stats_from_products(d, td, rd, r_full, idx, k, vectors)
+    return stats_from_products(d, td, rd, r_full, idx, k, vectors, n)
 
 
 @partial(jax.jit, static_argnames=("k", "vectors"))
-def stats_from_products(d, td, rd, r_full, idx, k, vectors):
+def stats_from_products(d, td, rd, r_full, idx, k, vectors, n=None):
     """Per-sample quantities from Δα ``[c, T, nk]``, ΘΔα ``[c, T, nk]`` and Θ*Δα
-    ``[c, T, mk]`` (or ``None``); ``r_full [T, nk]`` the full run's residuals. Traceable."""
+    ``[c, T, mk]`` (or ``None``); ``r_full [T, nk]`` the full run's residuals. Traceable.
+
+    ``n`` (may be traced): the number of real samples when the problem is padded with inert
+    samples (:func:`pad_problem`; their Δα, ΘΔα and residuals are zero, so only the loss
+    normalisations need it); ``None``: ``nk // k``.
+    """
     nk = d.shape[-1]
-    n = nk // k
+    n_rows = nk // k
+    n = n_rows if n is None else n
     c, T, _ = d.shape
     keep = _blocks(nk, k)[None, None, :] != idx[:, None, None]  # [c, 1, nk]
     out = {"weight_change_sq": jnp.sum(d * td, axis=-1)}
-    per = jnp.sum((td ** 2).reshape(c, T, n, k), axis=-1)  # [c, T, n]
-    others = jnp.arange(n)[None, None, :] != idx[:, None, None]
+    per = jnp.sum((td ** 2).reshape(c, T, n_rows, k), axis=-1)  # [c, T, n]
+    others = jnp.arange(n_rows)[None, None, :] != idx[:, None, None]
     out["train_others_sq"] = jnp.sum(jnp.where(others, per, 0.0), axis=-1)
     if rd is not None:
         out["ref_sq"] = jnp.sum(rd ** 2, axis=-1)
@@ -239,10 +248,49 @@ def stats_from_products(d, td, rd, r_full, idx, k, vectors):
     out["train_loss_change"] = loss_loo - loss[None]
     if vectors:
         out["delta_alpha"] = d
-        out["train_change"] = td.reshape(c, T, n, k)
+        out["train_change"] = td.reshape(c, T, n_rows, k)
         if rd is not None:
             out["ref_change"] = rd
     return out
+
+
+def pad_problem(theta, r0, theta_ref, k: int, n_pad: int, m_pad: int | None = None):
+    """The problem padded to ``n_pad`` samples with inert ones (one compilation for all n ≤ n_pad).
+
+    Θ becomes ``[[Θ, 0], [0, c·I]]`` with c = tr(Θ)/nk, the mean eigenvalue (inside
+    [λ_min, λ_max], so step-size checks, Lanczos bounds and singularity tests see the real
+    spectrum), r0 gets zero rows, Θ* zero columns for the padded samples and zero rows up to
+    ``m_pad`` reference inputs. Every matrix function of a block-diagonal matrix is block
+    diagonal and the padded right-hand sides are zero, so α, each α'_i and Δα are *exactly*
+    zero on the padded entries (Cholesky and the Schur complements keep the zeros exactly; the
+    eigendecomposition of the finite-t path up to round-off) and the real samples' results are
+    those of the unpadded problem. Only the loss normalisations need the real n
+    (:func:`stats_from_products`).
+
+    Args:
+      theta: ``[nk, nk]``; r0: ``[nk]``; theta_ref: ``[mk, nk]`` or ``None`` (NumPy arrays stay
+        NumPy). k: outputs per sample. n_pad ≥ n, m_pad ≥ m (``None``: m).
+
+    Returns:
+      ``(theta [n_pad·k, n_pad·k], r0 [n_pad·k], theta_ref [m_pad·k, n_pad·k] or None)``.
+    """
+    xp = np if isinstance(theta, np.ndarray) else jnp
+    nk, big = theta.shape[0], n_pad * k
+    if big < nk:
+        raise ValueError(f"cannot pad {nk // k} samples to {n_pad}")
+    c = xp.trace(theta) / nk
+    c = xp.where(xp.isfinite(c) & (c > 0), c, 1.0)
+    theta = xp.pad(theta, ((0, big - nk), (0, big - nk)))
+    pad = xp.arange(nk, big)
+    if xp is np:
+        theta[pad, pad] = c
+    else:
+        theta = theta.at[pad, pad].set(c)
+    r0 = xp.pad(r0, (0, big - nk))
+    if theta_ref is not None:
+        rows = theta_ref.shape[0] if m_pad is None else m_pad * k
+        theta_ref = xp.pad(theta_ref, ((0, rows - theta_ref.shape[0]), (0, big - nk)))
+    return theta, r0, theta_ref
 
 
 @jax.jit
@@ -281,10 +329,13 @@ class Problem(NamedTuple):
     min_pivot: jax.Array | None
 
 
-@partial(jax.jit, static_argnames=("n", "spectral", "continuous", "zero_decay"))
-def prepare(theta, r0, theta_ref, ts, lr, weight_decay, *, n: int, spectral: bool,
+@partial(jax.jit, static_argnames=("spectral", "continuous", "zero_decay"))
+def prepare(theta, r0, theta_ref, ts, lr, weight_decay, n, *, spectral: bool,
             continuous: bool, zero_decay: bool = False) -> Problem:
     """The full problem: α_t = −g_t(Θ + nλI) r0 and what the leave-one-out engines need.
+
+    ``n`` (traced) is the number of real samples: one compilation serves every n of a padded
+    size (:func:`pad_problem`).
 
     ``spectral=True``: one eigendecomposition of Θ (finite times, or the exact method).
     ``spectral=False`` (t = ∞ only): Cholesky factorisations, ~15× cheaper than ``eigh`` on
@@ -337,7 +388,7 @@ def loo_statistics(theta, r0, theta_ref, ts, lr, weight_decay, *, k: int, method
     """
     nk = theta.shape[0]
     n = nk // k
-    prob = prepare(theta, r0, theta_ref, ts, lr, weight_decay, n=n,
+    prob = prepare(theta, r0, theta_ref, ts, lr, weight_decay, n,
                    spectral=method != "schur", continuous=continuous)
     idx = jnp.arange(n)
     shift = (n - 1) * weight_decay

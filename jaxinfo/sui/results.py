@@ -18,6 +18,18 @@ __all__ = ["UniqueInformation", "LOOVectors", "LanczosPlan", "LOOSolver", "METHO
            "REDUCTIONS", "from_stats"]
 
 METHODS = ("auto", "schur", "lanczos", "exact")
+
+
+def size_bucket(n: int) -> int:
+    """The smallest size ≥ n on the ladder 16, 24, 32, 40, 48, 64, 80, 96, 120, 144, …
+
+    Each step multiplies by 2^(1/4) and rounds up to a multiple of 8, so padding n to its
+    bucket adds at most ~19 % (plus < 8 samples) and a sweep over n compiles once per bucket.
+    """
+    b = 16
+    while b < n:
+        b = -(-int(np.ceil(b * 2 ** 0.25)) // 8) * 8
+    return b
 REDUCTIONS = ("mean", "sum")
 
 
@@ -160,7 +172,25 @@ class LOOSolver:
       dtype: ``"float64"`` runs the leave-one-out arithmetic in float64 whatever the input
         dtype (the changes are differences of nearly equal solutions, which float32 loses);
         ``None`` keeps the input dtype.
+      pad_to: compile once across problem sizes. ``None`` (default): shapes are the problem's
+        own, and a new n compiles again (~1 s on a CPU). An int N: the samples (NTK inputs and
+        the leave-one-out problem) are padded to N ≥ n with inert samples, so every n ≤ N
+        reuses one compilation. ``"bucket"``: the next size of a geometric ladder (16, 24, 32,
+        40, 48, 64, …, ratio ≤ 2^(1/4) ≈ 1.19 plus rounding to multiples of 8; reference inputs
+        too), so a sweep over n compiles once per bucket. Padding is exact (the padded samples
+        are decoupled, with zero residuals: ``docs/maths/sui.md``) and costs up to (N/n)² more
+        kernel work and (N/n)³ more factorisation at t = ∞.
     """
+
+    def padded_size(self, n: int) -> int:
+        """The number of samples n is padded to (``n`` itself when ``pad_to`` is ``None``)."""
+        if self.pad_to is None:
+            return n
+        if self.pad_to == "bucket":
+            return size_bucket(n)
+        if self.pad_to < n:
+            raise ValueError(f"LOOSolver.pad_to={self.pad_to} is smaller than n = {n}")
+        return int(self.pad_to)
 
     method: str = "auto"
     tol: float = 1e-10
@@ -168,6 +198,7 @@ class LOOSolver:
     chunk_size: int | None = None
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     dtype: str | None = "float64"
+    pad_to: int | str | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -177,6 +208,11 @@ class LOOSolver:
         if self.dtype not in ("float64", None):
             raise ValueError(f"LOOSolver.dtype must be 'float64' or None (keep the input dtype), "
                              f"got {self.dtype!r}")
+        if not (self.pad_to is None or self.pad_to == "bucket"
+                or (isinstance(self.pad_to, (int, np.integer)) and not isinstance(self.pad_to, bool)
+                    and self.pad_to >= 2)):
+            raise ValueError(f"LOOSolver.pad_to must be None, 'bucket' or an integer ≥ 2, got "
+                             f"{self.pad_to!r}")
         for name in ("max_iter", "chunk_size"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
