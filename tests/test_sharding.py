@@ -88,7 +88,7 @@ def test_empirical_ntk_sharded_equals_single_device():
 
 def test_unique_information_sharded_equals_single_device_padded():
     _run("""
-    n = 13                                       # not divisible by 8: Θ replicated, chunks split
+    n = 13                                       # not divisible by 8: padded to 16 samples
     x, y = jax.random.normal(k3, (n, D)), jax.random.normal(k4, (n, K))
     kw = dict(dynamics=GradientDescent(lr=0.5, t=None), solver=LOOSolver(chunk_size=5),
               progress=False)
@@ -115,14 +115,16 @@ def test_uneven_n_padded_to_a_bucket_is_sharded():
         assert a.method == b.method
         for q in ("weight_si", "functional_si", "sample_loss"):
             assert rel(getattr(b, q), getattr(a, q)) <= 1e-10, (t, q)
-    # the padded kernel is sharded by rows (unpadded, 26 rows stay replicated)
+    # 26 rows would be replicated (8 devices split only equal blocks): padded to 16 samples
+    # by default (or to the bucket), Θ is sharded by rows
     theta = np.asarray(jaxinfo.kernel_matrix(jaxinfo.empirical_ntk(f, params, x, trace_axes=())))
     r0 = np.asarray(f(params, x) - y)
     dyn = GradientDescent(lr=0.5, t=None, weight_decay=1e-3)
-    for pad, split in ((None, False), ("bucket", True)):
+    for pad, rows in ((None, 32), ("bucket", 32)):
         th, r, _ = driver._place("float64", mesh, theta, r0, None)
+        assert not row_sharded(th)
         st = driver._setup(th, r, dyn, None, "auto", mesh, LOOSolver(pad_to=pad))
-        assert st.theta_split == split and row_sharded(st.prob.theta) == split, pad
+        assert row_sharded(st.prob.theta) and st.prob.theta.shape == (rows, rows), pad
     """)
 
 

@@ -11,14 +11,16 @@ With a ``mesh`` (:mod:`jaxinfo.distributed`), the kernels stay sharded arrays on
 Θ (and C = (Θ + (n−1)λI)⁻¹ or the eigenvectors of Θ) with their rows over ``"data"``,
 the per-chunk engines are the same jitted functions, and ``jax.jit`` propagates the shardings
 — every ``[c, nk]×[nk, nk]`` chunk product is split over the devices that hold the rows of Θ
-(partial products summed by the compiler's collectives). When the device count does not divide
-``nk`` (Θ then replicated), the chunk's samples are split over ``"data"`` instead (chunks padded
-to a multiple of the device count). The one-off factorisation of the full problem (``eigh`` or
+(partial products summed by the compiler's collectives). JAX splits an axis only in equal
+blocks, so when the device count does not divide ``nk`` the problem is padded with a few inert
+samples (the same exact padding as ``LOOSolver(pad_to=...)``, :func:`engines.pad_problem`) up
+to a size it divides; the rows of Θ are then always split. The one-off factorisation of the full problem (``eigh`` or
 Cholesky of Θ) has no distributed implementation in XLA and runs on the gathered matrix.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from typing import Any
@@ -83,16 +85,9 @@ class _Setup:
             self.prob = self.prob._replace(c_inv=_on_mesh(c_inv, self.mesh, rows=True))
         return self.prob.c_inv
 
-    @property
-    def theta_split(self) -> bool:
-        """True when the rows of Θ are sharded (the device count divides nk)."""
-        return self.mesh is not None and not self.prob.theta.sharding.is_fully_replicated
-
     def idx_sharding(self):
-        """Chunk samples: replicated when Θ's rows are split, else split over ``"data"``."""
-        if self.mesh is None:
-            return None
-        return _dist.replicated(self.mesh) if self.theta_split else _dist.rows_sharding(self.mesh)
+        """Chunk samples: on every device (the rows of Θ are what is split)."""
+        return None if self.mesh is None else _dist.replicated(self.mesh)
 
 
 def _on_mesh(a, mesh: Mesh | None, *, rows: bool):
@@ -174,8 +169,14 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
     check_finite("r0", r0)
     n_pad = n if solver is None else solver.padded_size(n)
     ref_rows = None if theta_ref is None else theta_ref.shape[0]
-    if n_pad > n or (ref_rows and solver is not None and solver.pad_to is not None):
-        m_pad = None if theta_ref is None else size_bucket(ref_rows // k)
+    m_pad = None if theta_ref is None else ref_rows // k
+    if solver is not None and solver.pad_to is not None and theta_ref is not None:
+        m_pad = size_bucket(m_pad)
+    if mesh is not None:  # equal blocks of rows over "data": pad to a size the devices divide
+        step = _dist.axis_size(mesh, "data") // math.gcd(_dist.axis_size(mesh, "data"), k)
+        n_pad = -(-n_pad // step) * step
+        m_pad = None if m_pad is None else -(-m_pad // step) * step
+    if n_pad > n or (ref_rows and m_pad * k > ref_rows):
         if mesh is None:  # NumPy on the host: no eager op compiled per size
             theta, r0, theta_ref = (None if a is None else np.asarray(a)
                                     for a in (theta, r0, theta_ref))
@@ -365,9 +366,6 @@ def _run(st: _Setup, method: str, plan, solver: LOOSolver, *, vectors: bool, pro
         chunk = -(-n_pad // -(-n_pad // chunk))  # equal chunks: as little padding as possible
     else:
         chunk = min(int(solver.chunk_size), n_pad)
-    if st.mesh is not None and not st.theta_split:  # chunk samples split over "data"
-        data = _dist.axis_size(st.mesh, "data")
-        chunk = -(-chunk // data) * data
     m = plan.iterations if plan else 0
     store = None
     if checkpoint_dir is not None and not vectors:
