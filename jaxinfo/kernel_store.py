@@ -107,7 +107,8 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
 def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.PathLike, *,
                    tile: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                    progress: bool = True,
-                   on_tile: Callable[[int, int], None] | None = None) -> KernelFile:
+                   on_tile: Callable[[int, int], None] | None = None,
+                   mesh: Any = None) -> KernelFile:
     """Θ(x, x) ``[nk, nk]`` tile by tile into ``directory/theta.npy``, resuming finished tiles.
 
     Args:
@@ -123,6 +124,10 @@ def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.P
       progress: progress bar over tiles.
       on_tile: called as ``on_tile(a, b)`` after tile (a, b) is in the memmap and before it is
         marked done (a hook for tests of interrupted runs).
+      mesh: a :class:`jax.sharding.Mesh` of this process's devices (e.g. the GPUs of one host):
+        each tile is computed sharded over it (:func:`jaxinfo.empirical_ntk` with ``mesh``) and
+        gathered to the host to be written. One process only (several processes would write
+        the same file).
 
     Returns:
       :class:`KernelFile` (Θ as a read-only memmap).
@@ -130,6 +135,9 @@ def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.P
     from jaxinfo.linearize import kernel_matrix
     from jaxinfo.ntk import empirical_ntk
 
+    if mesh is not None and jax.process_count() > 1:
+        raise ValueError("compute_kernel with a mesh runs in one process (one host's devices): "
+                         "with several processes every one would write the same file")
     x = np.asarray(x)
     n = x.shape[0]
     probe = np.asarray(apply_fn(params, jnp.asarray(x[:min(n, 4)])))
@@ -168,7 +176,7 @@ def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.P
         xa = jnp.asarray(_pad(x[blocks[a]], tile))
         xb = None if a == b else jnp.asarray(_pad(x[blocks[b]], tile))
         t = np.asarray(kernel_matrix(empirical_ntk(apply_fn, params, xa, xb, trace_axes=(),
-                                                   memory_budget=memory_budget)))
+                                                   memory_budget=memory_budget, mesh=mesh)))
         t = t[:rows.stop - rows.start, :cols.stop - cols.start].astype(dtype, copy=False)
         theta[rows, cols] = t
         if a != b:

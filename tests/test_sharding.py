@@ -128,6 +128,35 @@ def test_uneven_n_padded_to_a_bucket_is_sharded():
     """)
 
 
+def test_projected_and_out_of_core_paths_on_a_mesh(tmp_path):
+    _run(f"""
+    import os
+    n = 13
+    x, y = jax.random.normal(k3, (n, D)), jax.random.normal(k4, (n, K))
+    mesh, key = data_mesh(), jax.random.PRNGKey(5)
+    # d = 16 < nk = 26: the weight-space (SMW / Lanczos) path; d = 64 ≥ nk: the dual kernel
+    # path on Θ̃ = ΦΦᵀ. P = 128, so both are sketches.
+    for d in (16, 64):
+        for t in (None, 30.0):
+            kw = dict(dynamics=GradientDescent(lr=0.2, t=t, weight_decay=1e-3), progress=False,
+                      projection_dim=d, key=key)
+            a = jaxinfo.unique_information(f, params, x, y, x[:5] + 0.3, **kw)
+            b = jaxinfo.unique_information(f, params, x, y, x[:5] + 0.3, mesh=mesh, **kw)
+            for q in ("weight_si", "functional_si", "sample_loss"):
+                assert rel(getattr(b, q), getattr(a, q)) <= 1e-10, (d, t, q)
+    # out of core: a memory budget below Θ's 5.4 kB sends Θ to disk, tile by tile
+    kw = dict(dynamics=GradientDescent(lr=0.5, t=None, weight_decay=1e-3), progress=False,
+              solver=LOOSolver(memory_budget=2000))
+    a = jaxinfo.unique_information(f, params, x, y, kernel_dir="{tmp_path}/a", **kw)
+    b = jaxinfo.unique_information(f, params, x, y, kernel_dir="{tmp_path}/b", mesh=mesh, **kw)
+    assert os.path.exists("{tmp_path}/b/theta.npy")
+    for q in ("weight_si", "functional_si", "sample_loss"):
+        assert rel(getattr(b, q), getattr(a, q)) <= 1e-10, q
+    th_a, th_b = np.load("{tmp_path}/a/theta.npy"), np.load("{tmp_path}/b/theta.npy")
+    assert rel(th_b, th_a) <= 1e-12
+    """)
+
+
 def test_unique_information_sharded_equals_single_device_finite_t():
     _run("""
     n = 16                                       # Θ [32, 32] sharded by rows over "data"

@@ -613,7 +613,10 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
         axis (:func:`jaxinfo.distributed.data_mesh`), or ``None`` (one device). The NTKs are
         computed sharded (:func:`jaxinfo.empirical_ntk` with ``mesh``) and stay sharded through
         the leave-one-out engine (:func:`unique_information_from_kernel`); the results equal
-        the single-device ones up to round-off.
+        the single-device ones up to round-off. With ``projection_dim`` the Jacobian features
+        are computed over the mesh and the d × d solve runs on the host; with ``kernel_dir``
+        each kernel tile is computed over the mesh (one process) and the blockwise solve
+        reads the file as without a mesh.
 
     Returns:
       :class:`UniqueInformation` (``[n]`` arrays, nats for the SI fields).
@@ -626,23 +629,21 @@ def unique_information(apply_fn: ApplyFn, params: Any, x_train: Any, y_train: An
     sup = check_supervised(apply_fn, params, x_train, y_train, x_ref, padded_size=padded)
     n, k = sup.f0.shape
     too_big = (n * k) ** 2 * 8 > solver.memory_budget
-    if mesh is not None and (projection_dim is not None or kernel_dir is not None):
-        raise ValueError("mesh= is not supported with projection_dim= or kernel_dir= yet: the "
-                         "weight-space and out-of-core paths run on one device")
     if projection_dim is not None or (mesh is None and too_big and dynamics.t is None
                                       and _num_params(params) < n * k):
         from jaxinfo.sui.projected import unique_information_projected
         return unique_information_projected(
             apply_fn, params, sup.x, sup.y, sup.x_ref, dynamics=dynamics,
             projection_dim=projection_dim, key=key, sigma=sigma, sigma_f=sigma_f,
-            reduction=reduction, solver=solver, progress=progress)
+            reduction=reduction, solver=solver, progress=progress, mesh=mesh)
     if kernel_dir is not None and too_big:
         from jaxinfo.kernel_store import compute_kernel
         from jaxinfo.sui.out_of_core import unique_information_out_of_core
         kernel = compute_kernel(apply_fn, params, sup.x, kernel_dir,
-                                memory_budget=solver.memory_budget, progress=progress)
-        theta_ref = None if sup.x_ref is None else kernel_matrix(empirical_ntk(
-            apply_fn, params, sup.x_ref, sup.x, trace_axes=(), batch_size=batch_size))
+                                memory_budget=solver.memory_budget, progress=progress, mesh=mesh)
+        theta_ref = None if sup.x_ref is None else kernel_matrix(_dist.to_host(empirical_ntk(
+            apply_fn, params, sup.x_ref, sup.x, trace_axes=(), batch_size=batch_size,
+            mesh=mesh)))
         return unique_information_out_of_core(
             kernel, sup.f0 - sup.y, dynamics, theta_ref=theta_ref, sigma=sigma, sigma_f=sigma_f,
             reduction=reduction, solver=solver, progress=progress, checkpoint_dir=checkpoint_dir)

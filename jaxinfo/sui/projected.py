@@ -129,26 +129,41 @@ def _jacobian_rows(apply_fn, unravel, flat, x):
 
 
 def features(apply_fn: ApplyFn, params: Any, x: Any, sketch: Sketch | None = None, *,
-             chunk: int = 64, progress: bool = False) -> np.ndarray:
+             chunk: int = 64, progress: bool = False, mesh: Any = None) -> np.ndarray:
     """Φ = J Sᵀ ``[nk, d]`` (float64, host), or J ``[nk, P]`` without a sketch.
 
     Per-sample Jacobians are formed ``chunk`` samples at a time (last chunk padded: one
-    compilation) and sketched at once, so memory is ``chunk·k·P'`` plus Φ.
+    compilation) and sketched at once, so memory is ``chunk·k·P'`` plus Φ. With a ``mesh``
+    (a :class:`jax.sharding.Mesh`) the samples of each chunk are split over all its devices
+    (``chunk`` samples *per device*; weights and sketch replicated) and the rows of Φ come
+    back to the host.
     """
+    from jaxinfo import distributed as dist
+
     flat, unravel = ravel_pytree(params)
     x = np.asarray(x)
     n = x.shape[0]
+    place = jnp.asarray
+    if mesh is not None:  # samples over every device of the mesh; the rest replicated
+        devices = int(np.prod(list(mesh.shape.values())))
+        chunk = max(1, chunk) * devices
+        split = dist.rows_sharding(mesh, axes=tuple(mesh.axis_names))
+        flat, sketch = jax.tree_util.tree_map(
+            lambda a: dist.put(a, dist.replicated(mesh)), (flat, sketch))
+        place = lambda a: dist.put(a, split)  # noqa: E731
     chunk = max(1, min(chunk, n))
+    if mesh is not None:
+        chunk = -(-chunk // devices) * devices
     out = []
     bar = progress_bar(total=n, desc="Jacobian features", enable=progress, unit="sample")
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         idx = np.minimum(np.arange(start, start + chunk), n - 1)
-        rows = _jacobian_rows(apply_fn, unravel, flat, jnp.asarray(x[idx]))
+        rows = _jacobian_rows(apply_fn, unravel, flat, place(x[idx]))
         if sketch is not None:
             rows = sketch_rows(sketch, rows)
         k = rows.shape[0] // chunk
-        out.append(np.asarray(rows, np.float64)[:(stop - start) * k])
+        out.append(np.asarray(dist.to_host(rows), np.float64)[:(stop - start) * k])
         bar.update(stop - start)
     bar.close()
     return np.concatenate(out)
@@ -378,7 +393,7 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
                                  projection_dim: int | None = None, key: jax.Array | None = None,
                                  sigma: float = 1.0, sigma_f: float = 1.0,
                                  reduction: str = "mean", solver: LOOSolver = LOOSolver(),
-                                 progress: bool = True) -> UniqueInformation:
+                                 progress: bool = True, mesh: Any = None) -> UniqueInformation:
     """Smooth unique information in (sketched) weight space, cost linear in n (nats).
 
     Args:
@@ -392,6 +407,10 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
       key: ``jax.random`` key of the sketch (required when ``d < P``).
       solver: ``memory_budget`` bounds the per-chunk Jacobians ``[c·k, P']``; ``chunk_size``
         sets the leave-one-out chunk.
+      mesh: a :class:`jax.sharding.Mesh`: the Jacobian features (the cost that grows with
+        n·P) are computed with each chunk's samples split over its devices (:func:`features`);
+        the d × d leave-one-out runs on the host as without a mesh (and the dual kernel path,
+        when d ≥ nk, on the mesh).
 
     Returns:
       :class:`jaxinfo.UniqueInformation` (``method="schur"``, or the kernel path's method when
@@ -415,17 +434,17 @@ def unique_information_projected(apply_fn: ApplyFn, params: Any, x_train: Any, y
     itemsize = np.dtype(f0.dtype).itemsize
     jchunk = int(max(1, min(n, 1024, solver.memory_budget // (4 * k * width * itemsize))))
     tic = time.perf_counter()
-    phi = features(apply_fn, params, x, sketch, chunk=jchunk, progress=progress)
+    phi = features(apply_fn, params, x, sketch, chunk=jchunk, progress=progress, mesh=mesh)
     phi_ref = None
     if x_ref is not None:
-        phi_ref = features(apply_fn, params, np.asarray(x_ref), sketch, chunk=jchunk)
+        phi_ref = features(apply_fn, params, np.asarray(x_ref), sketch, chunk=jchunk, mesh=mesh)
     d = phi.shape[1]
     _log.info("phase=features seconds=%.3f", time.perf_counter() - tic)
     if d >= n * k:  # the dual is cheaper: the kernel path on Θ̃ = ΦΦᵀ
         theta_ref = None if phi_ref is None else phi_ref @ phi.T
         return unique_information_from_kernel(
             phi @ phi.T, r0.reshape(n, k), dyn, theta_ref=theta_ref, sigma=sigma,
-            sigma_f=sigma_f, reduction=reduction, solver=solver, progress=progress)
+            sigma_f=sigma_f, reduction=reduction, solver=solver, progress=progress, mesh=mesh)
     from jaxinfo.linearize import check_step_size
     from jaxinfo.sui.driver import _single_time
 
