@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from _timing import parse_with_platform  # noqa: E402
 
 CASES = {"n500_t1000": (500, 1000), "n800_tinf": (800, None)}
 
@@ -122,7 +123,7 @@ def main():
     ap.add_argument("--cache", default=None)
     ap.add_argument("--sweep", default=None, help="comma-separated n: time a sweep over n")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
     if args.child and args.child.startswith("sweep:"):
         _, sizes, t, pad = args.child.split(":")
         print(json.dumps(one_sweep([int(n) for n in sizes.split(",")],

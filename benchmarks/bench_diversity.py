@@ -26,6 +26,7 @@ import resource
 import time
 
 import numpy as np
+from _timing import parse_with_platform  # noqa: E402
 
 
 def main():
@@ -40,7 +41,7 @@ def main():
     ap.add_argument("--ksg-sk-pairs", type=int, default=30)
     ap.add_argument("--ksg-all", action="store_true",
                     help="also run the compiled KSG kernel on all --n neurons")
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     import jax
     from sklearn.metrics import mutual_info_score

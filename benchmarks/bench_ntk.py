@@ -25,7 +25,7 @@ import platform
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import best_time
+from _timing import best_time, parse_with_platform
 
 from jaxinfo import empirical_ntk
 
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=128)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     try:
         import neural_tangents as nt  # noqa: F401

@@ -20,7 +20,7 @@ import platform
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _timing import best_time
+from _timing import best_time, parse_with_platform
 
 from jaxinfo.ntk import empirical_ntk
 from jaxinfo.ntk_structured import structured_cost, structured_ntk
@@ -63,7 +63,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1024, help="samples for the wide MLP")
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     cases = [("wide 196-1024-1", mlp(jax.random.PRNGKey(0), [196, 1024, 1], jax.nn.relu),
               (args.n, 196), (-1,)),

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import parse_with_platform  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "scale_runs"
@@ -311,7 +312,7 @@ def main():
     o.add_argument("--task", choices=["0v1", "tops"], default="0v1")
     o.add_argument("--budget", type=int, default=256 * 2**20)
     sub.add_parser("report")
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
     RUNS.mkdir(exist_ok=True)
     if args.cmd == "agreement":
         rows = agreement(args.n, [int(v) for v in args.ds.split(",")])

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _timing import best_time as best
+from _timing import parse_with_platform
 
 
 def memory_mib(fn, *args):
@@ -39,7 +40,7 @@ def main():
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048])
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     import jaxinfo
     from jaxinfo.ntk import _per_sample_jacobian

@@ -36,6 +36,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxinfo  # noqa: E402
 from jaxinfo.linearize import kernel_matrix  # noqa: E402
+from _timing import parse_with_platform  # noqa: E402
 
 
 def mlp(params, x):
@@ -114,7 +115,7 @@ def main():
     ap.add_argument("--eta-lmax", type=float, default=1.0,
                     help="step size as η·λ_max(Θ) (lr = eta_lmax·n/λ_max)")
     ap.add_argument("--json", type=str, default=None)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     theta, theta_ref, r0, t_ntk = setup(args.n, args.m)
     n = args.n

@@ -27,6 +27,7 @@ import numpy as np
 from jaxinfo.experiments.memorization import (MEMORIZATION, Protocol, kendall,
                                               measure_variants)
 from run_memorization import protocol_for
+from _timing import parse_with_platform  # noqa: E402
 
 
 def variants_of(p: Protocol, final_ksg: bool = False) -> dict[str, Protocol]:
@@ -109,7 +110,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
                     help="path prefix for the figures of the authors' and final-checkpoint rows")
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     base = protocol_for(args.protocol, args.dataset, None, mi_estimator=args.mi)
     variants = variants_of(base, final_ksg=args.final_ksg)

@@ -38,6 +38,7 @@ import jaxlib
 import neural_tangents as nt
 import numpy as np
 from neural_tangents import stax
+from _timing import parse_with_platform  # noqa: E402
 
 IMPLEMENTATIONS = {1: "JACOBIAN_CONTRACTION", 2: "NTK_VECTOR_PRODUCTS",
                    3: "STRUCTURED_DERIVATIVES"}
@@ -55,7 +56,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=196, help="input dimension")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--implementations", type=int, nargs="+", default=[1, 2, 3])
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     init_fn, apply_fn, _ = model()
     x = jax.random.normal(jax.random.PRNGKey(0), (args.n, args.d), dtype=jnp.float32)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _timing import parse_with_platform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "benchmarks" / "applications_runs"
@@ -272,7 +273,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=list(JOBS), help="run only these jobs")
     ap.add_argument("--report", action="store_true", help="rewrite the report only")
     ap.add_argument("--force", action="store_true", help="recompute (jaxinfo ... --force)")
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
     if not args.report:
         for name in args.only or list(JOBS):
             print(f"== {name}: {command_line(name)}", flush=True)

@@ -19,6 +19,7 @@ import time
 from jaxinfo.experiments.diversity import (kendall_table, plot_hypothesis, run_sweep,
                                            trend_table)
 from jaxinfo.train import TrainConfig
+from _timing import parse_with_platform  # noqa: E402
 
 
 def _write(rows, path):
@@ -37,7 +38,7 @@ def main():
     ap.add_argument("--out", default="benchmarks/diversity_runs")
     ap.add_argument("--figures", default="benchmarks/figures")
     ap.add_argument("--experiments", default="colored,shuffled")
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
     pa = args.patience_after if args.patience_after is not None else int(0.4 * args.epochs)
     cfg = TrainConfig(max_epochs=args.epochs, patience_after=pa)
     t0 = time.time()

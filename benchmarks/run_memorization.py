@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from jaxinfo.experiments.memorization import Protocol, kendall, run_memorization
+from _timing import parse_with_platform  # noqa: E402
 
 MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
 
@@ -45,7 +46,7 @@ def main():
     ap.add_argument("--n-eval", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
     ap.add_argument("--out", required=True)
-    args = ap.parse_args()
+    args = parse_with_platform(ap)
 
     changes = {}
     if args.mi:

@@ -44,6 +44,7 @@ from jaxinfo.linearize import kernel_matrix  # noqa: E402
 from jaxinfo.models import count_params  # noqa: E402
 from jaxinfo.ntk import empirical_ntk  # noqa: E402
 from jaxinfo.sui import unique_information_from_kernel  # noqa: E402
+from _timing import parse_with_platform  # noqa: E402
 
 CONFIG = PretrainConfig()
 N_TRAIN, N_REF, SIZE = 500, 500, 14
@@ -457,7 +458,7 @@ def main(argv=None):
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS_pretrained.md"))
-    args = ap.parse_args(argv)
+    args = parse_with_platform(ap, argv)
     os.makedirs(args.work, exist_ok=True)
     t_all = time.perf_counter()
     pre, pre_info = phase_pretrain(args.work)

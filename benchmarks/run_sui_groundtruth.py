@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from jaxinfo.experiments.sui import ground_truth, rows_to_markdown  # noqa: E402
 from jaxinfo.plots import scatter_estimated_vs_actual  # noqa: E402
 from jaxinfo import GradientDescent
+from _timing import parse_with_platform  # noqa: E402
 
 # name -> ground_truth kwargs. Chosen to fit ~1 h of a shared 2-core CPU; see the results file.
 CONFIGS = {
@@ -217,7 +218,7 @@ def main(argv=None):
     ap.add_argument("--no-roundoff", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS_sui_groundtruth.md"))
-    args = ap.parse_args(argv)
+    args = parse_with_platform(ap, argv)
     os.makedirs(args.work, exist_ok=True)
     names = args.only or list(CONFIGS)
     records = []
