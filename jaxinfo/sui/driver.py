@@ -14,8 +14,9 @@ the per-chunk engines are the same jitted functions, and ``jax.jit`` propagates 
 (partial products summed by the compiler's collectives). JAX splits an axis only in equal
 blocks, so when the device count does not divide ``nk`` the problem is padded with a few inert
 samples (the same exact padding as ``LOOSolver(pad_to=...)``, :func:`engines.pad_problem`) up
-to a size it divides; the rows of Θ are then always split. The one-off factorisation of the full problem (``eigh`` or
-Cholesky of Θ) has no distributed implementation in XLA and runs on the gathered matrix.
+to a size it divides; the rows of Θ are then always split. The one-off factorisation of the
+full problem (``eigh`` or Cholesky of Θ) has no distributed implementation in XLA and runs on
+the gathered matrix.
 """
 from __future__ import annotations
 
@@ -136,6 +137,28 @@ def _as_kernel(name: str, a: Any) -> jax.Array | np.ndarray:
     return kernel_matrix(a) if a.ndim == 4 else a
 
 
+def _pad(theta, r0, theta_ref, n: int, k: int, solver: LOOSolver | None, mesh: Mesh | None):
+    """The problem padded with inert samples (:func:`engines.pad_problem`) to the size
+    ``solver.pad_to`` asks for (reference rows to their bucket), and on a mesh up to a size the
+    ``"data"`` axis divides (equal blocks of rows). Returns ``(theta, r0, theta_ref, n_pad)``."""
+    n_pad = n if solver is None else solver.padded_size(n)
+    m = None if theta_ref is None else theta_ref.shape[0] // k
+    m_pad = m if m is None or solver is None or solver.pad_to is None else size_bucket(m)
+    if mesh is not None:
+        data = _dist.axis_size(mesh, "data")
+        step = data // math.gcd(data, k)
+        n_pad = -(-n_pad // step) * step
+        m_pad = None if m_pad is None else -(-m_pad // step) * step
+    if n_pad == n and m_pad == m:
+        return theta, r0, theta_ref, n
+    if mesh is None:  # NumPy on the host: no eager operation compiled per size
+        theta, r0, theta_ref = (None if a is None else np.asarray(a)
+                                for a in (theta, r0, theta_ref))
+    theta, r0, theta_ref = engines.pad_problem(theta, r0, theta_ref, k, n_pad, m_pad)
+    theta, theta_ref = (_on_mesh(a, mesh, rows=True) for a in (theta, theta_ref))
+    return theta, r0, theta_ref, n_pad
+
+
 def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
            mesh: Mesh | None = None, solver: LOOSolver | None = None) -> _Setup:
     theta = _as_kernel("theta", theta)
@@ -167,21 +190,8 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
         (check_finite if mesh is None else _check_finite_sharded)("theta_ref", theta_ref)
     (check_finite if mesh is None else _check_finite_sharded)("theta", theta)
     check_finite("r0", r0)
-    n_pad = n if solver is None else solver.padded_size(n)
     ref_rows = None if theta_ref is None else theta_ref.shape[0]
-    m_pad = None if theta_ref is None else ref_rows // k
-    if solver is not None and solver.pad_to is not None and theta_ref is not None:
-        m_pad = size_bucket(m_pad)
-    if mesh is not None:  # equal blocks of rows over "data": pad to a size the devices divide
-        step = _dist.axis_size(mesh, "data") // math.gcd(_dist.axis_size(mesh, "data"), k)
-        n_pad = -(-n_pad // step) * step
-        m_pad = None if m_pad is None else -(-m_pad // step) * step
-    if n_pad > n or (ref_rows and m_pad * k > ref_rows):
-        if mesh is None:  # NumPy on the host: no eager op compiled per size
-            theta, r0, theta_ref = (None if a is None else np.asarray(a)
-                                    for a in (theta, r0, theta_ref))
-        theta, r0, theta_ref = engines.pad_problem(theta, r0, theta_ref, k, n_pad, m_pad)
-        theta, theta_ref = (_on_mesh(a, mesh, rows=True) for a in (theta, theta_ref))
+    theta, r0, theta_ref, n_pad = _pad(theta, r0, theta_ref, n, k, solver, mesh)
     ts = dyn.times()
     lam, lr = float(dyn.weight_decay), float(dyn.lr)
     if method not in METHODS:
