@@ -30,9 +30,10 @@ Algorithm for one pair (per-neuron sorts are shared by all pairs):
    order of their ``u``-gap (the distance from ``u_i`` to the strip's nearest ``u`` value),
    each from the point's insertion index outwards, until that gap reaches the k-th distance.
    Every unvisited point is then at least that far away: the radius is exact, no fallback.
-3. **Counts.** ``n_x`` and ``n_y`` by walking the sorted marginals in order, from a bucketed
-   guess (``S`` equal-width buckets per neuron) to the exact boundary; the predicates are
-   evaluated on the rounded differences ``|x_j − x_i|``, as a distance computation does.
+3. **Counts.** ``n_x`` and ``n_y`` from the sorted marginals: each edge is found from a
+   bucketed guess (``S`` equal-width buckets per neuron) by galloping and bisection, so heavy
+   tails (uneven buckets) cost ``O(log S)``, not a walk; the predicates are evaluated on the
+   rounded differences ``|x_j − x_i|``, as a distance computation does.
 
 Cost: ``O(S)`` per pair for the strips and about ``O(S·(k + √(kS)/w + log w))`` for the
 search; measured in ``benchmarks/bench_diversity.py``.
@@ -111,32 +112,87 @@ def _kernels():
             r -= 1
 
     @njit(inline="always")
+    def lower_edge(sv, x, ep, g, p):
+        """First ``j`` in ``[0, p]`` with ``x − sv_j <= ep`` (true at ``j = p``; monotone in
+        ``j``), by galloping from the guess ``g`` and bisecting: ``O(log distance)``."""
+        g = min(max(g, 0), p)
+        if x - sv[g] <= ep:                       # the edge is at or left of g
+            hi, step = g, 1
+            while True:
+                lo = hi - step
+                if lo < 0:
+                    lo = -1
+                    break
+                if not (x - sv[lo] <= ep):
+                    break
+                hi, step = lo, 2 * step
+        else:                                     # right of g (true at p)
+            lo, step = g, 1
+            while True:
+                hi = lo + step
+                if hi >= p:
+                    hi = p
+                    break
+                if x - sv[hi] <= ep:
+                    break
+                lo, step = hi, 2 * step
+        while hi - lo > 1:                        # false at lo (or lo = −1), true at hi
+            m = (lo + hi) >> 1
+            if x - sv[m] <= ep:
+                hi = m
+            else:
+                lo = m
+        return hi
+
+    @njit(inline="always")
+    def upper_edge(sv, x, ep, g, p):
+        """First ``j`` in ``[p + 1, S]`` with ``sv_j − x > ep`` (``S`` if none; monotone in
+        ``j``), by galloping from the guess ``g`` and bisecting."""
+        s = sv.shape[0]
+        g = min(max(g, p + 1), s)
+        if g == s or sv[g] - x > ep:              # the edge is at or left of g
+            hi, step = g, 1
+            while True:
+                lo = hi - step
+                if lo <= p:
+                    lo = p
+                    break
+                if not (sv[lo] - x > ep):
+                    break
+                hi, step = lo, 2 * step
+        else:                                     # right of g
+            lo, step = g, 1
+            while True:
+                hi = lo + step
+                if hi >= s:
+                    hi = s
+                    break
+                if sv[hi] - x > ep:
+                    break
+                lo, step = hi, 2 * step
+        while hi - lo > 1:                        # false at lo (or lo = p), true at hi
+            m = (lo + hi) >> 1
+            if sv[m] - x > ep:
+                hi = m
+            else:
+                lo = m
+        return hi
+
+    @njit(inline="always")
     def counts(sv, order, e, lo, inv_h, bstart, out):
         """``out[i] = #{j : |sv_j − x_i| <= e_i}`` (self included) for every sample ``i``,
-        visiting the samples in sorted order (``sv`` ascending, ``order`` its argsort)."""
-        s = sv.shape[0]
+        visiting the samples in sorted order (``sv`` ascending, ``order`` its argsort). The
+        two edges are found from a bucketed guess by galloping, so a poor guess (heavy tails,
+        where the equal-width buckets are uneven) costs a logarithm, not a walk."""
         nbk = bstart.shape[0] - 1
-        for p in range(s):
+        for p in range(sv.shape[0]):
             x = sv[p]
             ep = e[order[p]]
             f = (x - ep - lo) * inv_h
-            g = bstart[int(min(f, nbk))] if f > 0 else 0
-            if g > p:
-                g = p
-            while g > 0 and x - sv[g - 1] <= ep:      # a = first j with x - sv_j <= e
-                g -= 1
-            while not (x - sv[g] <= ep):
-                g += 1
-            a = g
+            a = lower_edge(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, p)
             f = (x + ep - lo) * inv_h
-            g = bstart[int(min(f, nbk))] if f > 0 else 0
-            if g <= p:
-                g = p + 1
-            while g < s and not (sv[g] - x > ep):     # b = first j with sv_j - x > e
-                g += 1
-            while sv[g - 1] - x > ep:
-                g -= 1
-            out[order[p]] = g - a
+            b = upper_edge(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, p)
+            out[order[p]] = b - a
 
     @njit(nogil=True)
     def pair_mi(u_vals, u_sorted, u_order, u_rank, v_sorted, v_order, w, k, psi, const,
