@@ -112,71 +112,44 @@ def _kernels():
             r -= 1
 
     @njit(inline="always")
-    def lower_edge(sv, x, ep, g, p):
-        """First ``j`` in ``[0, p]`` with ``x − sv_j <= ep`` (true at ``j = p``; monotone in
-        ``j``), by galloping from the guess ``g`` and bisecting: ``O(log distance)``."""
-        g = min(max(g, 0), p)
-        if x - sv[g] <= ep:                       # the edge is at or left of g
-            hi, step = g, 1
-            while True:
-                lo = hi - step
-                if lo < 0:
-                    lo = -1
-                    break
-                if not (x - sv[lo] <= ep):
-                    break
-                hi, step = lo, 2 * step
-        else:                                     # right of g (true at p)
-            lo, step = g, 1
-            while True:
-                hi = lo + step
-                if hi >= p:
-                    hi = p
-                    break
-                if x - sv[hi] <= ep:
-                    break
-                lo, step = hi, 2 * step
-        while hi - lo > 1:                        # false at lo (or lo = −1), true at hi
-            m = (lo + hi) >> 1
-            if x - sv[m] <= ep:
-                hi = m
-            else:
-                lo = m
-        return hi
+    def beyond(sv, j, x, ep, upper):
+        """The edge predicates on the rounded differences: ``sv_j − x > ep`` (``upper``) or
+        ``x − sv_j <= ep``; each is monotone (false, then true) in ``j`` over sorted ``sv``."""
+        return sv[j] - x > ep if upper else x - sv[j] <= ep
 
     @njit(inline="always")
-    def upper_edge(sv, x, ep, g, p):
-        """First ``j`` in ``[p + 1, S]`` with ``sv_j − x > ep`` (``S`` if none; monotone in
-        ``j``), by galloping from the guess ``g`` and bisecting."""
-        s = sv.shape[0]
-        g = min(max(g, p + 1), s)
-        if g == s or sv[g] - x > ep:              # the edge is at or left of g
-            hi, step = g, 1
+    def first_true(sv, x, ep, g, lo, hi, upper):
+        """First ``j`` in ``(lo, hi]`` where :func:`beyond` holds, given that it holds at
+        ``hi`` (``hi`` may be one past the array). Gallops from the guess ``g`` and bisects:
+        ``O(log distance)``; the predicate is never evaluated at ``lo`` or ``hi``."""
+        g = min(max(g, lo + 1), hi)
+        if g == hi or beyond(sv, g, x, ep, upper):  # the edge is at or left of g
+            right, step = g, 1
             while True:
-                lo = hi - step
-                if lo <= p:
-                    lo = p
+                left = right - step
+                if left <= lo:
+                    left = lo
                     break
-                if not (sv[lo] - x > ep):
+                if not beyond(sv, left, x, ep, upper):
                     break
-                hi, step = lo, 2 * step
-        else:                                     # right of g
-            lo, step = g, 1
+                right, step = left, 2 * step
+        else:                                        # right of g
+            left, step = g, 1
             while True:
-                hi = lo + step
-                if hi >= s:
-                    hi = s
+                right = left + step
+                if right >= hi:
+                    right = hi
                     break
-                if sv[hi] - x > ep:
+                if beyond(sv, right, x, ep, upper):
                     break
-                lo, step = hi, 2 * step
-        while hi - lo > 1:                        # false at lo (or lo = p), true at hi
-            m = (lo + hi) >> 1
-            if sv[m] - x > ep:
-                hi = m
+                left, step = right, 2 * step
+        while right - left > 1:                      # false at left (or lo), true at right
+            m = (left + right) >> 1
+            if beyond(sv, m, x, ep, upper):
+                right = m
             else:
-                lo = m
-        return hi
+                left = m
+        return right
 
     @njit(inline="always")
     def counts(sv, order, e, lo, inv_h, bstart, out):
@@ -188,10 +161,11 @@ def _kernels():
         for p in range(sv.shape[0]):
             x = sv[p]
             ep = e[order[p]]
-            f = (x - ep - lo) * inv_h
-            a = lower_edge(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, p)
-            f = (x + ep - lo) * inv_h
-            b = upper_edge(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, p)
+            f = (x - ep - lo) * inv_h                # a: first j with x − sv_j <= e (≤ p)
+            a = first_true(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, -1, p, False)
+            f = (x + ep - lo) * inv_h                # b: first j with sv_j − x > e (or S)
+            b = first_true(sv, x, ep, bstart[int(min(f, nbk))] if f > 0 else 0, p,
+                           sv.shape[0], True)
             out[order[p]] = b - a
 
     @njit(nogil=True)
