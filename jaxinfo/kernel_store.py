@@ -47,6 +47,7 @@ import numpy as np
 
 from jaxinfo._optional import progress_bar
 from jaxinfo._types import DEFAULT_MEMORY_BUDGET, ApplyFn
+from jaxinfo._validation import pad_rows
 from jaxinfo.checkpoint import CheckpointStore, atomic_write_bytes, fingerprint
 
 __all__ = ["KernelFile", "compute_kernel", "open_kernel", "default_tile",
@@ -95,13 +96,6 @@ def _create_memmap(path: Path, shape, dtype) -> None:
     mm.flush()
     del mm
     os.replace(tmp, path)
-
-
-def _pad(x: np.ndarray, size: int) -> np.ndarray:
-    """Pads ``[b, ...]`` to ``[size, ...]`` by repeating the last row (one compiled shape)."""
-    if x.shape[0] == size:
-        return x
-    return np.concatenate([x, np.repeat(x[-1:], size - x.shape[0], axis=0)])
 
 
 def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.PathLike, *,
@@ -173,8 +167,8 @@ def compute_kernel(apply_fn: ApplyFn, params: Any, x: Any, directory: str | os.P
             if want == _digest(theta[rows, cols]):
                 bar.update(1)
                 continue
-        xa = jnp.asarray(_pad(x[blocks[a]], tile))
-        xb = None if a == b else jnp.asarray(_pad(x[blocks[b]], tile))
+        xa = jnp.asarray(pad_rows(x[blocks[a]], tile))
+        xb = None if a == b else jnp.asarray(pad_rows(x[blocks[b]], tile))
         t = np.asarray(kernel_matrix(empirical_ntk(apply_fn, params, xa, xb, trace_axes=(),
                                                    memory_budget=memory_budget, mesh=mesh)))
         t = t[:rows.stop - rows.start, :cols.stop - cols.start].astype(dtype, copy=False)
