@@ -62,14 +62,9 @@ class _Setup:
     k: int
     ts: np.ndarray
     dyn: GradientDescent
+    n_pad: int  # samples in the arrays (≥ n: padded with inert ones)
+    ref_rows: int | None  # real rows of Θ* (the arrays may have more), None without Θ*
     mesh: Mesh | None = None
-    n_pad: int = 0  # samples in the arrays (≥ n: padded with inert ones); 0: n
-    ref_rows: int | None = None  # real rows of Θ* (the arrays may have more)
-
-    def __post_init__(self):
-        self.n_pad = self.n_pad or self.n
-        if self.ref_rows is None and self.prob.theta_ref is not None:
-            self.ref_rows = self.prob.theta_ref.shape[0]
 
     @property
     def nk(self) -> int:
@@ -228,7 +223,7 @@ def _setup(theta, r0, dyn: GradientDescent, theta_ref, method: str,
                 f"a pivot ≤ {10 * nk * eps:.1e}·λ_max, λ_max ≈ {s_max:.3g}"
                 + ("; float64 (LOOSolver(dtype='float64')) may resolve it" if eps > 1e-10
                    else "")))
-    return _Setup(prob, n, k, ts, dyn, mesh, n_pad, ref_rows)
+    return _Setup(prob, n, k, ts, dyn, n_pad, ref_rows, mesh)
 
 
 def _resolve(st: _Setup, solver: LOOSolver):

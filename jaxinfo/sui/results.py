@@ -18,6 +18,7 @@ __all__ = ["UniqueInformation", "LOOVectors", "LanczosPlan", "LOOSolver", "METHO
            "REDUCTIONS", "from_stats"]
 
 METHODS = ("auto", "schur", "lanczos", "exact")
+REDUCTIONS = ("mean", "sum")
 
 
 def size_bucket(n: int) -> int:
@@ -30,7 +31,6 @@ def size_bucket(n: int) -> int:
     while b < n:
         b = -(-int(np.ceil(b * 2 ** 0.25)) // 8) * 8
     return b
-REDUCTIONS = ("mean", "sum")
 
 
 def _static(default: Any = dataclasses.MISSING):
@@ -182,16 +182,6 @@ class LOOSolver:
         kernel work and (N/n)³ more factorisation at t = ∞.
     """
 
-    def padded_size(self, n: int) -> int:
-        """The number of samples n is padded to (``n`` itself when ``pad_to`` is ``None``)."""
-        if self.pad_to is None:
-            return n
-        if self.pad_to == "bucket":
-            return size_bucket(n)
-        if self.pad_to < n:
-            raise ValueError(f"LOOSolver.pad_to={self.pad_to} is smaller than n = {n}")
-        return int(self.pad_to)
-
     method: str = "auto"
     tol: float = 1e-10
     max_iter: int | None = None
@@ -218,3 +208,13 @@ class LOOSolver:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))
                                   or v < 1):
                 raise ValueError(f"LOOSolver.{name} must be a positive integer or None, got {v!r}")
+
+    def padded_size(self, n: int) -> int:
+        """The number of samples n is padded to (``n`` itself when ``pad_to`` is ``None``)."""
+        if self.pad_to is None:
+            return n
+        if self.pad_to == "bucket":
+            return size_bucket(n)
+        if self.pad_to < n:
+            raise ValueError(f"LOOSolver.pad_to={self.pad_to} is smaller than n = {n}")
+        return int(self.pad_to)
