@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--skip-binned", action="store_true")
     ap.add_argument("--ksg-n", type=int, default=64)
     ap.add_argument("--ksg-sk-pairs", type=int, default=30)
+    ap.add_argument("--ksg-blocks", default="1",
+                    help="comma-separated block sizes of the JAX KSG kernel (pairs per vmapped "
+                         "step; larger blocks pay on an accelerator)")
     ap.add_argument("--ksg-all", action="store_true",
                     help="also run the compiled KSG kernel on all --n neurons")
     args = parse_with_platform(ap)
@@ -95,13 +98,15 @@ def main():
               f"{args.n ** 2 * 4 / 2 ** 20:.1f} MiB; per-step working set ~{work:.1f} MiB)")
     if args.ksg_n:
         bench_ksg(acts[:, :args.ksg_n], args.ksg_sk_pairs, rng,
-                  full=acts if args.ksg_all else None)
+                  full=acts if args.ksg_all else None,
+                  blocks=tuple(int(b) for b in args.ksg_blocks.split(",")))
 
 
-def bench_ksg(acts, sk_pairs, rng, full=None):
+def bench_ksg(acts, sk_pairs, rng, full=None, blocks=(1,)):
     """Exact all-pairs KSG: the JAX kernel and the compiled (numba) kernel on ``acts``, against
     scikit-learn's per-pair KD-tree computation (``_compute_mi_cc``) on random pairs; with
-    ``full`` ([S, 768] activations) also the compiled kernel on every pair of ``full``."""
+    ``full`` ([S, 768] activations) also the compiled kernel on every pair of ``full``; the JAX
+    kernel once per block size in ``blocks``."""
     import jax
     import numba
     from sklearn.feature_selection._mutual_info import _compute_mi_cc
@@ -111,11 +116,14 @@ def bench_ksg(acts, sk_pairs, rng, full=None):
 
     s, n = acts.shape
     n_pairs = n * (n - 1) // 2
-    _ksg_all_pairs(acts)[0].block_until_ready()   # warm-up: compile (shapes depend on N)
-    t = time.perf_counter()
-    mi_jax, n_brute = _ksg_all_pairs(acts)
-    mi_jax.block_until_ready()
-    t_jax = time.perf_counter() - t
+    t_jax = {}
+    for b in blocks:
+        # warm-up: compile (shapes depend on N and the block size)
+        _ksg_all_pairs(acts, block_size=b)[0].block_until_ready()
+        t = time.perf_counter()
+        mi_jax, n_brute = _ksg_all_pairs(acts, block_size=b)
+        mi_jax.block_until_ready()
+        t_jax[b] = time.perf_counter() - t
     ksg_all_pairs(acts[:200, :3])                 # warm-up: numba compiles once per process
     t = time.perf_counter()
     mi_nb = ksg_all_pairs(acts)
@@ -134,8 +142,9 @@ def bench_ksg(acts, sk_pairs, rng, full=None):
     print(f"{'':24s} {'ms/pair':>9s} {'vs KD-tree':>11s} {'max |diff| vs KD-tree':>22s}")
     print(f"{'sklearn KD-tree loop':24s} {t_sk * 1e3:9.2f} {1.0:10.1f}x {'(reference)':>22s}"
           f"   ({len(pick)} random pairs)")
-    for name, t_all, mi in (("jaxinfo JAX kernel", t_jax, np.asarray(mi_jax)),
-                            ("jaxinfo numba kernel", t_nb, mi_nb)):
+    for name, t_all, mi in ([(f"jaxinfo JAX kernel, b={b}", t_b, np.asarray(mi_jax))
+                             for b, t_b in t_jax.items()]
+                            + [("jaxinfo numba kernel", t_nb, mi_nb)]):
         t_pair = t_all / n_pairs
         err = float(np.max(np.abs(mi[pi, pj] - ref)))
         print(f"{name:24s} {t_pair * 1e3:9.3f} {t_sk / t_pair:10.1f}x {err:22.1e}")

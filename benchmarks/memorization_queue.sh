@@ -30,11 +30,13 @@ step "all ablations, with the full-size runs" $PY "${ABL[@]}" \
     --train-run "data: Fashion-MNIST 4,000=$R/authors_epochs_fashion4000_s10" \
     --train-run "data: Fashion-MNIST 50,000 (1 seed)=$R/authors_fashion_s1"
 # The step-matched schedule on the bundled MNIST (48,500 Adam steps per model, 5 seeds
-# vmapped: about two hours here), then the table with it.
+# vmapped: about four hours here, 4 min on one H200 with benchmarks/memorization_device.sh,
+# whose rows are stored), then the table with it.
 step "schedule: steps, bundled MNIST, 5 seeds" $PY benchmarks/run_memorization.py \
     --protocol authors-steps --dataset mnist --seeds 5 --mi binned --out $R/authors_steps_mnist_s5
-step "all ablations, with the step-matched runs" $PY "${ABL[@]}" \
-    --train-run "schedule: steps (1 seed)=$R/authors_steps_mnist_s1" \
-    --train-run "schedule: steps (5 seeds)=$R/authors_steps_mnist_s5" \
-    --train-run "data: Fashion-MNIST 4,000=$R/authors_epochs_fashion4000_s10" \
-    --train-run "data: Fashion-MNIST 50,000 (1 seed)=$R/authors_fashion_s1"
+step "all ablations, with the step-matched and 5-seed full-size runs" $PY "${ABL[@]}" \
+    --train-run "schedule: steps (1 seed, MI binned)=$R/authors_steps_mnist_s1" \
+    --train-run "schedule: steps (5 seeds, MI binned)=$R/authors_steps_mnist_s5" \
+    --train-run "data: Fashion-MNIST 4,000 (MI binned)=$R/authors_epochs_fashion4000_s10" \
+    --train-run "data: Fashion-MNIST 50,000 (1 seed, MI binned)=$R/authors_fashion_s1" \
+    --train-run "data: Fashion-MNIST 50,000 (5 seeds, MI binned)=$R/authors_fashion_s5"

@@ -46,6 +46,8 @@ def main():
     ap.add_argument("--n-eval", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--figures", default=None,
+                    help="path prefix: <prefix>_measures.png and <prefix>_training.png")
     args = parse_with_platform(ap)
 
     changes = {}
@@ -62,9 +64,11 @@ def main():
     lines = [f"protocol `{args.protocol}` on `{args.dataset}`, {args.seeds} seed(s)", "",
              "| mode | measure | τ | 95 % bootstrap | per seed | train s / model |",
              "|---|---|---|---|---|---|"]
+    all_rows = []
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
         rows = run_memorization(protocol, mode, seeds=args.seeds, out_dir=args.out)
+        all_rows += rows
         secs = np.mean([r["train_seconds_per_model"] for r in rows])
         # wall time of this invocation only (levels found finished cost ~0 s); the training time
         # of every level, however many invocations it took, is in the rows
@@ -88,6 +92,11 @@ def main():
             print(f"{mode} level {level:g}: entropy {v[:, 0].mean():.4f} MI {v[:, 1].mean():.4f} "
                   f"val acc {v[:, 2].mean():.4f} best step {v[:, 3].mean():.0f}", flush=True)
     print("\n".join(lines))
+    if args.figures:
+        from jaxinfo.plots import memorization_figures
+        measures, training = memorization_figures(all_rows, args.out, protocol)
+        measures.savefig(f"{args.figures}_measures.png", dpi=110)
+        training.savefig(f"{args.figures}_training.png", dpi=110)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
     with open(os.path.join(args.out, "summary.md"), "w") as f:
