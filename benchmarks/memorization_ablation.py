@@ -71,8 +71,9 @@ def taus(rows: list[dict], mode: str, layer: str = "overall") -> dict:
     return out
 
 
-def level_table(rows: list[dict]) -> list[str]:
-    """Markdown rows: mode, level, entropy, MI, validation accuracy, chosen step."""
+def level_table(rows: list[dict], step: str = "best_step") -> list[str]:
+    """Markdown rows: mode, level, entropy, MI, validation accuracy, chosen step (``step``:
+    ``"best_step"`` for the best checkpoint, ``"stop_step"`` for the final one)."""
     out = ["| mode | level | entropy (nats) | MI (nats) | val acc | chosen step (median) |",
            "|---|---|---|---|---|---|"]
     for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -83,7 +84,7 @@ def level_table(rows: list[dict]) -> list[str]:
             cells = [f"{col(k).mean():.3f} ± {col(k).std():.3f}"
                      for k in ("mean_entropy", "mean_mi", "val_acc")]
             out.append(f"| {mode} | {level:g} | " + " | ".join(cells)
-                       + f" | {np.median(col('best_step')):.0f} |")
+                       + f" | {np.median(col(step)):.0f} |")
     return out
 
 
@@ -160,7 +161,8 @@ def main():
     for name in (stand_in, final):
         if name in got_all:
             lines += ["", f"Per level, {name} (mean ± sd over seeds, overall layer):", "",
-                      *level_table(got_all[name])]
+                      *level_table(got_all[name],
+                                   "stop_step" if name == final else "best_step")]
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
     if args.figures:
