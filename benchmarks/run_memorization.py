@@ -6,14 +6,16 @@
 Protocols (jaxinfo.experiments.memorization.Protocol): ``authors-epochs`` (their schedule in
 epochs of this training set), ``authors-steps`` (their step numbers, as on 50,000 images),
 ``v01`` (what jaxinfo 0.1 ran). ``--mi`` overrides the MI estimator (``ksg`` is the authors';
-``binned`` is faster), ``--n-eval`` the number of evaluation images. Every level's training
-state and rows are checkpointed under ``--out``: rerun the same command to resume. Prints and
-writes (``--out``/summary.json, summary.md) Kendall τ per mode and measure with the bootstrap
+``binned`` is faster), ``--n-eval`` the number of evaluation images, ``--set FIELD=VALUE``
+any other Protocol field (``--set l2=0.0``: the authors' protocol without the weight penalty).
+Every level's training state and rows are checkpointed under ``--out``: rerun the same command
+to resume. Prints and writes (``--out``/summary.json, summary.md) Kendall τ per mode and measure with the bootstrap
 interval over seeds, and the wall time per model.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import time
@@ -45,6 +47,9 @@ def main():
     ap.add_argument("--mi", default=None, choices=["ksg", "binned", "none"])
     ap.add_argument("--n-eval", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="another Protocol field (a training ablation), e.g. --set l2=0; the "
+                         "value is a Python literal")
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
                     help="path prefix: <prefix>_measures.png and <prefix>_training.png")
@@ -57,6 +62,9 @@ def main():
         changes["n_eval"] = args.n_eval
     if args.checkpoint:
         changes["checkpoint"] = args.checkpoint
+    for spec in args.set:
+        field, _, value = spec.partition("=")
+        changes[field] = ast.literal_eval(value)
     protocol = protocol_for(args.protocol, args.dataset, args.n_train, **changes)
     os.makedirs(args.out, exist_ok=True)
     print(protocol, flush=True)
