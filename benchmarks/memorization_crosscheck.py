@@ -58,11 +58,13 @@ def main():
     level_dir = os.path.join(args.run, f"{args.mode}_{args.level:g}")
     with open(os.path.join(level_dir, "rows.json")) as f:
         stored = json.load(f)
-    stored_checks = np.load(os.path.join(level_dir, "curves.npz"))["val_at_checks"]
-    first = float(np.max(np.abs(stored_checks[0] - run.val_at_checks[0])))
+    curves = os.path.join(level_dir, "curves.npz")  # not in git: kept where the sweep ran
+    first = (float(np.max(np.abs(np.load(curves)["val_at_checks"][0] - run.val_at_checks[0])))
+             if os.path.exists(curves) else float("nan"))
     here, there = _stats(rows), _stats(stored)
     print(f"{args.mode} {args.level:g}, {args.seeds} seeds, trained here in {seconds:.0f} s")
-    print(f"first check (step {int(run.check_steps[0])}): max |Δ val acc| = {first:.1e}")
+    print(f"first check (step {int(run.check_steps[0])}): max |Δ val acc| = {first:.1e}"
+          + ("" if np.isfinite(first) else " (no stored curves.npz to compare with)"))
     print(f"{'':14s} {'stored':>18s} {'here':>18s}")
     for k in ("mean_entropy", "mean_mi", "val_acc"):
         print(f"{k:14s} {there[k][0]:9.3f} ± {there[k][1]:.3f} {here[k][0]:9.3f} ± {here[k][1]:.3f}")
