@@ -23,20 +23,16 @@ from jaxinfo.checkpoint import fingerprint, open_store
 from jaxinfo.experiments.memorization import (COLORED_LEVELS, SHUFFLED_LEVELS, make_task,
                                               train_protocol)
 from jaxinfo.train import MLP
-from run_memorization import protocol_for
+from run_memorization import add_sweep_args, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="the sweep's --out folder")
-    ap.add_argument("--protocol", default="authors-epochs")
-    ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--n-train", type=int, default=None)
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--mi", default="binned", help="the sweep's --mi (part of its fingerprint)")
+    add_sweep_args(ap)
     args = parse_with_platform(ap)
-    p = protocol_for(args.protocol, args.dataset, args.n_train, mi_estimator=args.mi)
+    p = sweep_protocol(args)
     print("| mode | level | chosen step | median neuron std (per hidden layer) | "
           "neurons constant on > half the images |")
     print("|---|---|---|---|---|")

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxinfo.experiments.memorization import (MEMORIZATION, Protocol, kendall,
                                               measure_variants)
-from run_memorization import protocol_for
+from run_memorization import add_sweep_args, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
@@ -97,11 +97,7 @@ def cell(t: dict | None) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True)
-    ap.add_argument("--seeds", type=int, required=True)
-    ap.add_argument("--protocol", default="authors-epochs",
-                    help="the base sweep's --protocol, --dataset and --mi (run_memorization.py)")
-    ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--mi", default="binned")
+    add_sweep_args(ap)
     ap.add_argument("--modes", default="colored,shuffled")
     ap.add_argument("--train-run", action="append", default=[],
                     help="NAME=DIR of another finished sweep (a training ablation)")
@@ -113,7 +109,7 @@ def main():
                     help="path prefix for the figures of the authors' and final-checkpoint rows")
     args = parse_with_platform(ap)
 
-    base = protocol_for(args.protocol, args.dataset, None, mi_estimator=args.mi)
+    base = sweep_protocol(args)
     variants = variants_of(base, final_ksg=args.final_ksg)
     if args.only:
         keep = args.only.split(";")

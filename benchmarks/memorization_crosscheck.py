@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxinfo.experiments.memorization import (COLORED_LEVELS, SHUFFLED_LEVELS, make_task,
                                               measure, train_protocol)
-from run_memorization import protocol_for
+from run_memorization import add_sweep_args, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
@@ -36,17 +36,14 @@ def _stats(rows: list[dict]) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="the stored sweep (run_memorization --out)")
-    ap.add_argument("--protocol", default="authors-epochs")
-    ap.add_argument("--dataset", default="mnist")
-    ap.add_argument("--seeds", type=int, required=True)
-    ap.add_argument("--mi", default="binned")
+    add_sweep_args(ap)
     ap.add_argument("--mode", required=True, choices=["colored", "shuffled"])
     ap.add_argument("--level", type=float, required=True)
     ap.add_argument("--key", type=int, default=0, help="the sweep's key (run_memorization: 0)")
     ap.add_argument("--out", required=True)
     args = parse_with_platform(ap)
 
-    p = protocol_for(args.protocol, args.dataset, None, mi_estimator=args.mi)
+    p = sweep_protocol(args)
     j = list(COLORED_LEVELS if args.mode == "colored" else SHUFFLED_LEVELS).index(args.level)
     seed = args.key * 1000 + j                                   # as run_memorization
     t0 = time.perf_counter()

@@ -36,6 +36,23 @@ def protocol_for(name: str, dataset: str, n_train: int | None, **changes) -> Pro
     return Protocol.authors(n, schedule=schedule, dataset=dataset, **changes)
 
 
+def add_sweep_args(ap: argparse.ArgumentParser) -> None:
+    """The options that name a stored sweep for the scripts that read one (its protocol is
+    part of every level's fingerprint): ``--protocol``, ``--dataset``, ``--n-train``,
+    ``--seeds``, ``--mi``; :func:`sweep_protocol` turns them into the sweep's Protocol."""
+    ap.add_argument("--protocol", default="authors-epochs",
+                    help="the sweep's --protocol, --dataset, --n-train, --seeds and --mi")
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--seeds", type=int, required=True)
+    ap.add_argument("--mi", default="binned")
+
+
+def sweep_protocol(args: argparse.Namespace) -> Protocol:
+    """The Protocol of the sweep named by :func:`add_sweep_args`' options."""
+    return protocol_for(args.protocol, args.dataset, args.n_train, mi_estimator=args.mi)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", default="authors-epochs",
