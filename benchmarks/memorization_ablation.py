@@ -104,6 +104,8 @@ def main():
     ap.add_argument("--final-ksg", action="store_true",
                     help="also the final checkpoint measured with KSG (an hour per mode here)")
     ap.add_argument("--only", default=None, help="';'-separated variant names to measure")
+    ap.add_argument("--without-ksg", action="store_true",
+                    help="skip the variants measured with KSG (hours per sweep on a CPU)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
                     help="path prefix for the figures of the authors' and final-checkpoint rows")
@@ -114,6 +116,8 @@ def main():
     if args.only:
         keep = args.only.split(";")
         variants = {k: v for k, v in variants.items() if k in keep}
+    if args.without_ksg:
+        variants = {k: v for k, v in variants.items() if v.mi_estimator != "ksg"}
     table: dict[str, dict] = {}
     got_all: dict[str, list[dict]] = {}
     for mode in args.modes.split(","):

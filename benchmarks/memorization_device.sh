@@ -34,8 +34,6 @@ log() { echo "[$(date -u +%T) +${SECONDS}s] $*" | tee -a $R/device.log; }
 # (FS_DATASET, MN_DATASET, MN_PROTOCOL, RUNS: a quick rehearsal on scikit-learn's digits)
 FS=(--protocol authors-epochs --dataset ${FS_DATASET:-fashion_mnist} --seeds 5 --mi binned)
 MN=(--protocol ${MN_PROTOCOL:-authors-steps} --dataset ${MN_DATASET:-mnist} --seeds 5 --mi binned)
-NO_KSG="MI: binned (100 bins);binning: per layer;binning: per neuron;bin assignment: histogram"
-NO_KSG="$NO_KSG;checkpoint: final (MI binned);inputs: training images (MI binned)"
 
 chain() {  # name, sweep args...: train one mode, then its ablations
   local name=$1 dir=$2 mode=$3; shift 3
@@ -50,11 +48,11 @@ chain() {  # name, sweep args...: train one mode, then its ablations
         --out /tmp/abl_ksg_$name > $R/device_${name}_ksg.log 2>&1
     log "KSG $name: exit $?"
     JAX_PLATFORMS=cpu timeout $(left) $PY benchmarks/memorization_ablation.py --base $dir \
-        "${args[@]}" --modes $mode --only "$NO_KSG" --out /tmp/abl_$name \
+        "${args[@]}" --modes $mode --without-ksg --out /tmp/abl_$name \
         > $R/device_${name}_abl.log 2>&1
   else
     XLA_PYTHON_CLIENT_MEM_FRACTION=.1 timeout $(left) $PY benchmarks/memorization_ablation.py \
-        --base $dir "${args[@]}" --modes $mode --only "$NO_KSG" --out /tmp/abl_$name \
+        --base $dir "${args[@]}" --modes $mode --without-ksg --out /tmp/abl_$name \
         > $R/device_${name}_abl.log 2>&1
   fi
   log "ablations $name: exit $?"

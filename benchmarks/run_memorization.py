@@ -9,8 +9,8 @@ epochs of this training set), ``authors-steps`` (their step numbers, as on 50,00
 ``binned`` is faster), ``--n-eval`` the number of evaluation images, ``--set FIELD=VALUE``
 any other Protocol field (``--set l2=0.0``: the authors' protocol without the weight penalty).
 Every level's training state and rows are checkpointed under ``--out``: rerun the same command
-to resume. Prints and writes (``--out``/summary.json, summary.md) Kendall τ per mode and measure with the bootstrap
-interval over seeds, and the wall time per model.
+to resume. Prints and writes (``--out``/summary.json, summary.md) Kendall τ per mode and
+measure with the bootstrap interval over seeds, and the wall time per model.
 """
 from __future__ import annotations
 
@@ -36,21 +36,37 @@ def protocol_for(name: str, dataset: str, n_train: int | None, **changes) -> Pro
     return Protocol.authors(n, schedule=schedule, dataset=dataset, **changes)
 
 
+def add_set_arg(ap: argparse.ArgumentParser) -> None:
+    """``--set FIELD=VALUE`` (repeatable): another Protocol field; see :func:`set_changes`."""
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="another Protocol field (a training ablation), e.g. --set l2=0.0; the "
+                         "value is a Python literal")
+
+
+def set_changes(specs: list[str]) -> dict:
+    """``{field: value}`` of ``--set FIELD=VALUE`` options (values as Python literals)."""
+    return {field: ast.literal_eval(value)
+            for field, _, value in (spec.partition("=") for spec in specs)}
+
+
 def add_sweep_args(ap: argparse.ArgumentParser) -> None:
     """The options that name a stored sweep for the scripts that read one (its protocol is
     part of every level's fingerprint): ``--protocol``, ``--dataset``, ``--n-train``,
-    ``--seeds``, ``--mi``; :func:`sweep_protocol` turns them into the sweep's Protocol."""
+    ``--seeds``, ``--mi``, ``--set``; :func:`sweep_protocol` turns them into the sweep's
+    Protocol."""
     ap.add_argument("--protocol", default="authors-epochs",
-                    help="the sweep's --protocol, --dataset, --n-train, --seeds and --mi")
+                    help="the sweep's --protocol, --dataset, --n-train, --seeds, --mi, --set")
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--n-train", type=int, default=None)
     ap.add_argument("--seeds", type=int, required=True)
     ap.add_argument("--mi", default="binned")
+    add_set_arg(ap)
 
 
 def sweep_protocol(args: argparse.Namespace) -> Protocol:
     """The Protocol of the sweep named by :func:`add_sweep_args`' options."""
-    return protocol_for(args.protocol, args.dataset, args.n_train, mi_estimator=args.mi)
+    return protocol_for(args.protocol, args.dataset, args.n_train, mi_estimator=args.mi,
+                        **set_changes(args.set))
 
 
 def main():
@@ -64,9 +80,7 @@ def main():
     ap.add_argument("--mi", default=None, choices=["ksg", "binned", "none"])
     ap.add_argument("--n-eval", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="another Protocol field (a training ablation), e.g. --set l2=0; the "
-                         "value is a Python literal")
+    add_set_arg(ap)
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
                     help="path prefix: <prefix>_measures.png and <prefix>_training.png")
@@ -79,10 +93,8 @@ def main():
         changes["n_eval"] = args.n_eval
     if args.checkpoint:
         changes["checkpoint"] = args.checkpoint
-    for spec in args.set:
-        field, _, value = spec.partition("=")
-        changes[field] = ast.literal_eval(value)
-    protocol = protocol_for(args.protocol, args.dataset, args.n_train, **changes)
+    protocol = protocol_for(args.protocol, args.dataset, args.n_train,
+                            **changes, **set_changes(args.set))
     os.makedirs(args.out, exist_ok=True)
     print(protocol, flush=True)
     summary = {"protocol": repr(protocol), "command": " ".join(os.sys.argv), "modes": {}}
