@@ -1,10 +1,10 @@
 """Exact all-pairs KSG mutual information on the CPU, compiled with numba (optional extra).
 
 The JAX kernel in :mod:`jaxinfo.diversity` runs anywhere JAX does; on XLA:CPU its per-sample
-gathers and fixed-width windows cost ~2 ms per neuron pair at S = 10,000 (0.26 ms at 1,000) on
-two cores. The search below is data-dependent (it stops as soon as a bound proves the answer),
-which a scalar compiled loop does well and XLA does not: 1.1 ms (0.10 ms) per pair on the same
-two cores, 1.9–2.6× faster. It is used for ``method="ksg"`` on the CPU when numba is installed
+gathers and fixed-width windows cost ~8 ms per neuron pair at S = 10,000 on two cores. The
+search below is data-dependent (it stops as soon as a bound proves the answer), which a scalar
+compiled loop does well and XLA does not: ~1.5 ms per pair on the same two cores, ~5× faster
+(``benchmarks/bench_diversity.py``; the KD-tree loop it replaces takes 56–69 ms). It is used for ``method="ksg"`` on the CPU when numba is installed
 (``pip install numba`` or ``jaxinfo[fast]``). Both kernels are exact: they equal a KD-tree
 reference to round-off (``tests/test_ksg.py``).
 
@@ -21,15 +21,20 @@ at 0. All arithmetic is in float64 on the given values.
 
 Algorithm for one pair (per-neuron sorts are shared by all pairs):
 
-1. **Strips.** The samples in ascending order of ``u`` (one of the two neurons) are cut into
-   strips of ``w`` consecutive positions; one pass over the samples in ascending ``v`` order
-   drops each into its strip, so every strip comes out sorted by ``v`` (``O(S)``, no sort).
-   A merge of neighbouring strips gives each point's insertion index in the strips beside it.
+1. **Strips.** The samples in ascending order of ``u`` (the neuron of the pair with the longer
+   run of tied values) are cut into strips of about ``w`` consecutive positions; a cut that
+   would split a run of equal ``u`` values moves to the run's end, so tied values share a
+   strip (a ReLU's zeros form one strip). The cuts depend on ``u`` alone and are computed once
+   per neuron. One pass over the samples in ascending ``v`` order drops each into its strip,
+   so every strip comes out sorted by ``v`` (``O(S)``, no sort). A branch-free merge of each
+   pair of neighbouring strips gives every point its insertion index in the strips beside it.
 2. **Radius.** For each point, candidates are scanned in its own strip outwards in ``v`` order
    until ``|Δv|`` reaches the current k-th distance, then in the other strips in increasing
    order of their ``u``-gap (the distance from ``u_i`` to the strip's nearest ``u`` value),
    each from the point's insertion index outwards, until that gap reaches the k-th distance.
    Every unvisited point is then at least that far away: the radius is exact, no fallback.
+   A point among many ``u`` ties finds its neighbours in its own strip; with the ties split
+   across strips (the previous layout) it visited every strip of the run, each at gap 0.
 3. **Counts.** ``n_x`` and ``n_y`` from the sorted marginals: each edge is found from a
    bucketed guess (``S`` equal-width buckets per neuron) by galloping and bisection, so heavy
    tails (uneven buckets) cost ``O(log S)``, not a walk; the predicates are evaluated on the
@@ -168,70 +173,72 @@ def _kernels():
                            sv.shape[0], True)
             out[order[p]] = b - a
 
+    @njit(inline="always")
+    def exact_radius(sv, su, u_sorted, starts, ns, g, pos, nxt, prv, top, k):
+        """The k-th distance of the point at ``pos`` (strip ``g``) by the data-dependent
+        search: its own strip outwards in ``v``, then the other strips by ``u``-gap."""
+        inf = np.inf
+        for t in range(k):
+            top[t] = inf
+        vp, up = sv[pos], su[pos]
+        scan(sv, su, starts[g], starts[g + 1], pos + 1, pos - 1, vp, up, top, k)
+        left, right = g - 1, g + 1
+        while True:
+            gl = up - u_sorted[starts[left + 1] - 1] if left >= 0 else inf
+            gr = u_sorted[starts[right]] - up if right < ns else inf
+            if gl <= gr:
+                if gl >= top[k - 1]:
+                    break
+                h = left
+                left -= 1
+            else:
+                if gr >= top[k - 1]:
+                    break
+                h = right
+                right += 1
+            h0, h1 = starts[h], starts[h + 1]
+            if h == g + 1:
+                start = nxt[pos]
+            elif h == g - 1:
+                start = prv[pos]
+            else:
+                start = first_ge(sv, h0, h1, vp)
+            scan(sv, su, h0, h1, start, start - 1, vp, up, top, k)
+        return top[k - 1]
+
     @njit(nogil=True)
-    def pair_mi(u_vals, u_sorted, u_order, u_rank, v_sorted, v_order, w, k, psi, const,
-                u_lo, u_ih, u_bs, v_lo, v_ih, v_bs, sv, su, sid, fill, nxt, prv, eps, cu, cv,
-                top):
+    def pair_mi(u_vals, u_sorted, u_strip, starts, ns, v_sorted, v_order, u_order,
+                k, psi, const, u_lo, u_ih, u_bs, v_lo, v_ih, v_bs, sv, su, sid, fill, nxt,
+                prv, eps, cu, cv, top):
         s = u_vals.shape[0]
-        n_strips = (s + w - 1) // w
-        for g in range(n_strips):
-            fill[g] = g * w
+        for g in range(ns):
+            fill[g] = starts[g]
         for q in range(s):                 # strips in u order, each sorted by v
             i = v_order[q]
-            g = u_rank[i] // w
+            g = u_strip[i]
             pos = fill[g]
             fill[g] = pos + 1
             sv[pos] = v_sorted[q]
             su[pos] = u_vals[i]
             sid[pos] = i
-        for g in range(n_strips):          # insertion indices in the neighbouring strips
-            lo = g * w
-            hi = min(s, lo + w)
-            if g + 1 < n_strips:
-                r, h1 = hi, min(s, hi + w)
-                for pos in range(lo, hi):
-                    while r < h1 and sv[r] < sv[pos]:
-                        r += 1
-                    nxt[pos] = r
-            if g > 0:
-                r = lo - w
-                for pos in range(lo, hi):
-                    while r < lo and sv[r] < sv[pos]:
-                        r += 1
-                    prv[pos] = r
-        inf = np.inf
-        for g in range(n_strips):
-            lo = g * w
-            hi = min(s, lo + w)
+        for g in range(ns - 1):            # insertion indices between neighbouring strips
+            i, a1 = starts[g], starts[g + 1]
+            j, b1 = a1, starts[g + 2]
+            while i < a1 and j < b1:       # branch-free merge: the last write is the one kept
+                nxt[i] = j
+                prv[j] = i
+                take = int(sv[i] <= sv[j])
+                i += take
+                j += 1 - take
+            for t in range(i, a1):
+                nxt[t] = b1
+            for t in range(j, b1):
+                prv[t] = a1
+        for g in range(ns):
+            lo, hi = starts[g], starts[g + 1]
             for pos in range(lo, hi):
-                for t in range(k):
-                    top[t] = inf
-                vp, up = sv[pos], su[pos]
-                scan(sv, su, lo, hi, pos + 1, pos - 1, vp, up, top, k)
-                left, right = g - 1, g + 1
-                while True:                # other strips, nearest u-gap first
-                    gl = up - u_sorted[left * w + w - 1] if left >= 0 else inf
-                    gr = u_sorted[right * w] - up if right < n_strips else inf
-                    if gl <= gr:
-                        if gl >= top[k - 1]:
-                            break
-                        h = left
-                        left -= 1
-                    else:
-                        if gr >= top[k - 1]:
-                            break
-                        h = right
-                        right += 1
-                    h0 = h * w
-                    h1 = min(s, h0 + w)
-                    if h == g + 1:
-                        start = nxt[pos]
-                    elif h == g - 1:
-                        start = prv[pos]
-                    else:
-                        start = first_ge(sv, h0, h1, vp)
-                    scan(sv, su, h0, h1, start, start - 1, vp, up, top, k)
-                eps[sid[pos]] = np.nextafter(top[k - 1], 0.0)
+                rk = exact_radius(sv, su, u_sorted, starts, ns, g, pos, nxt, prv, top, k)
+                eps[sid[pos]] = np.nextafter(rk, 0.0)
         counts(u_sorted, u_order, eps, u_lo, u_ih, u_bs, cu)
         counts(v_sorted, v_order, eps, v_lo, v_ih, v_bs, cv)
         acc = 0.0
@@ -241,8 +248,8 @@ def _kernels():
         return mi if mi > 0.0 else 0.0
 
     @njit(parallel=True)
-    def pairs_mi(vals, sorted_vals, order, rank, maxtie, lo, ih, bs, pi, pj, w, k, psi, const,
-                 block):
+    def pairs_mi(vals, sorted_vals, order, strip_of, starts, nstrips, maxtie, lo, ih, bs, pi,
+                 pj, k, psi, const, block):
         s = vals.shape[1]
         p = pi.shape[0]
         out = np.empty(p)
@@ -250,38 +257,65 @@ def _kernels():
             sv, su, eps = np.empty(s), np.empty(s), np.empty(s)
             sid, nxt, prv = np.empty(s, np.int64), np.empty(s, np.int64), np.empty(s, np.int64)
             cu, cv = np.empty(s, np.int64), np.empty(s, np.int64)
-            fill = np.empty((s + w - 1) // w, np.int64)
+            fill = np.empty(starts.shape[1], np.int64)
             top = np.empty(k)
             for c in range(blk * block, min(p, (blk + 1) * block)):
                 a, b = pi[c], pj[c]
-                if maxtie[b] < maxtie[a]:  # strips along the neuron with fewer ties
+                if maxtie[b] > maxtie[a]:  # strips along the neuron with more ties
                     a, b = b, a
-                out[c] = pair_mi(vals[a], sorted_vals[a], order[a], rank[a], sorted_vals[b],
-                                 order[b], w, k, psi, const, lo[a], ih[a], bs[a], lo[b], ih[b],
-                                 bs[b], sv, su, sid, fill, nxt, prv, eps, cu, cv, top)
+                out[c] = pair_mi(vals[a], sorted_vals[a], strip_of[a], starts[a], nstrips[a],
+                                 sorted_vals[b], order[b], order[a], k, psi, const, lo[a],
+                                 ih[a], bs[a], lo[b], ih[b], bs[b], sv, su, sid, fill, nxt,
+                                 prv, eps, cu, cv, top)
         return out
 
     _KERNELS = pairs_mi
     return _KERNELS
 
 
-def _tables(x: np.ndarray):
-    """Per-neuron sorts shared by all pairs. ``x``: ``[S, N]``; returns ``[N, S]`` tables."""
+def _tables(x: np.ndarray, w: int):
+    """Per-neuron sorts and strips, shared by all pairs.
+
+    Args:
+      x: ``[S, N]`` activations.
+      w: strip width in sorted positions.
+
+    Returns:
+      ``vals``, ``sorted`` ``[N, S]`` float64; ``order`` ``[N, S]`` (argsort); ``strip_of``
+      ``[N, S]`` (each sample's strip when the neuron is the strip axis); ``starts``
+      ``[N, ⌈S/w⌉ + 1]`` (strip starts in sorted positions, padded with ``S``); ``nstrips``,
+      ``maxtie`` (longest run of equal values) ``[N]``; the count buckets ``lo``, ``inv_h``
+      ``[N]`` and ``bstart`` ``[N, S + 1]``.
+
+    A strip boundary falls every ``w`` sorted positions, moved forward to the end of the run
+    of equal values it would cut: tied values always share a strip, so a point among many
+    ties (a ReLU's zeros) finds its neighbours in one strip, sorted by the other neuron.
+    """
     vals = np.ascontiguousarray(np.asarray(x, np.float64).T)
     n, s = vals.shape
     order = np.argsort(vals, axis=1, kind="stable")
     sv = np.ascontiguousarray(np.take_along_axis(vals, order, axis=1))
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(s), (n, s)), axis=1)
     new = np.ones((n, s), bool)
     new[:, 1:] = sv[:, 1:] != sv[:, :-1]
-    maxtie = np.array([np.diff(np.append(np.flatnonzero(row), s)).max() for row in new])
+    maxtie = np.empty(n, np.int64)
+    nstrips = np.empty(n, np.int64)
+    starts = np.full((n, -(-s // w) + 1), s, np.int64)
+    strip_of = np.empty((n, s), np.int64)
+    for r in range(n):
+        runs = np.append(np.flatnonzero(new[r]), s)   # where each run of equal values starts
+        maxtie[r] = np.diff(runs).max()
+        b = np.unique(runs[np.searchsorted(runs, np.arange(0, s, w))])
+        b = b[b < s]                                  # a run may end at the last cut
+        nstrips[r] = len(b)
+        starts[r, :len(b)] = b
+        strip_of[r, order[r]] = np.repeat(np.arange(len(b)), np.diff(np.append(b, s)))
     lo = sv[:, 0].copy()
     span = sv[:, -1] - lo
     inv_h = np.where(span > 0, s / np.where(span > 0, span, 1.0), 0.0)  # S buckets per neuron
     edges = lo[:, None] + np.arange(s + 1)[None, :] / np.where(inv_h > 0, inv_h, 1.0)[:, None]
     bstart = np.stack([np.searchsorted(sv[r], edges[r], side="left") for r in range(n)])
-    return vals, sv, np.ascontiguousarray(order), rank, maxtie, lo, inv_h, bstart
+    return (vals, sv, np.ascontiguousarray(order), strip_of, starts, nstrips, maxtie, lo, inv_h,
+            bstart)
 
 
 def default_strip(s: int, k: int) -> int:
@@ -311,10 +345,10 @@ def ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, pair_block: int = 
     out = np.zeros((n, n))
     if len(i) == 0:
         return out
-    tables = _tables(x)
+    tables = _tables(x, w)
     psi = digamma(np.arange(1, s + 1, dtype=np.float64))
     const = float(digamma(k) + digamma(s))
-    mi = pairs_mi(*tables, i.astype(np.int64), j.astype(np.int64), w, int(k), psi, const,
+    mi = pairs_mi(*tables, i.astype(np.int64), j.astype(np.int64), int(k), psi, const,
                   int(pair_block))
     out[i, j] = mi
     out[j, i] = mi

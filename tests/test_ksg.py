@@ -98,6 +98,28 @@ def test_ksg_ties_deterministic(x64, backend):
     np.testing.assert_array_equal(np.asarray(_all_pairs(a, backend)), np.asarray(mi))
 
 
+@pytest.mark.parametrize("strip", [2, 5, 64])
+def test_native_ksg_ties_never_straddle_strips_and_stay_exact(x64, strip):
+    # runs of tied values longer than a strip, starting anywhere: every cut moves to a run's
+    # end, each strip starts with a new value, and the radii stay exact (KD-tree reference)
+    rng = np.random.default_rng(13)
+    s = 500
+    a = rng.normal(size=(s, 4))
+    a[:, 0] = np.maximum(a[:, 0], 0)                          # one run of ~250 zeros
+    a[:, 1] = np.repeat(rng.normal(size=50), 10)[rng.permutation(s)]  # 50 runs of 10
+    a[:, 2] = np.where(rng.uniform(size=s) < 0.3, -1.0, a[:, 2])      # one run at the minimum
+    tables = _ksg_native._tables(a, strip)
+    sv, strip_of, starts, nstrips = tables[1], tables[3], tables[4], tables[5]
+    for r in range(a.shape[1]):
+        b = starts[r, :nstrips[r]]
+        assert b[0] == 0 and np.all(np.diff(b) > 0) and np.all(starts[r, nstrips[r]:] == s)
+        assert np.all(sv[r, b[1:]] != sv[r, b[1:] - 1])       # no run is cut
+        # each sample's strip holds its sorted position
+        pos = np.argsort(np.argsort(a[:, r], kind="stable"), kind="stable")
+        np.testing.assert_array_equal(strip_of[r], np.searchsorted(b, pos, side="right") - 1)
+    _assert_all_pairs(a, _ksg_native.ksg_all_pairs(a, strip=strip, pair_block=3))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ksg_raw_public_path(x64, backend):
     a = _continuous(500, seed=11)
