@@ -4,9 +4,10 @@ The JAX kernel in :mod:`jaxinfo.diversity` runs anywhere JAX does; on XLA:CPU it
 gathers and fixed-width windows cost ~8 ms per neuron pair at S = 10,000 on two cores. The
 search below is data-dependent (it stops as soon as a bound proves the answer), which a scalar
 compiled loop does well and XLA does not: ~1.5 ms per pair on the same two cores, ~5× faster
-(``benchmarks/bench_diversity.py``; the KD-tree loop it replaces takes 56–79 ms). It is used for ``method="ksg"`` on the CPU when numba is installed
-(``pip install numba`` or ``jaxinfo[fast]``). Both kernels are exact: they equal a KD-tree
-reference to round-off (``tests/test_ksg.py``).
+(``benchmarks/bench_diversity.py``; the KD-tree loop it replaces takes 56–79 ms). It is used
+for ``method="ksg"`` on the CPU when numba is installed (``pip install numba`` or
+``jaxinfo[fast]``). Both kernels are exact: they equal a KD-tree reference to round-off
+(``tests/test_ksg.py``).
 
 Kraskov–Stögbauer–Grassberger estimator 1 (Chebyshev metric, ``k`` neighbours), for the pair
 of neurons ``(x, y)`` with ``S`` samples (nats):
