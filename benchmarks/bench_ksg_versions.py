@@ -7,10 +7,13 @@ for bit (any change to the kernel is meant to move only time); the script stops 
 Prints a Markdown table: ms per pair before and after, and the ratio.
 
     python benchmarks/bench_ksg_versions.py --old 31ec297 [--n 24 --s 10000 --repeats 3]
+        [--acts ACTS.npy]
 
 Data (``--n`` neurons, ``--s`` samples, the mixing of ``bench_diversity.py``): Gaussian
 activations with no ReLU, the ReLU-mixed activations of ``bench_diversity.py`` (every third
 neuron through a ReLU: half its values are exact zeros), and every neuron through a ReLU.
+``--acts`` adds ``--n`` random columns of a stored ``[S, N]`` array: a trained network's
+hidden pre-activations, e.g. written by ``memorization_activations.py``.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ def main():
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--s", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--acts", default=None, help="an [S, N] .npy of real activations")
     args = ap.parse_args()
 
     import numba
@@ -65,6 +69,10 @@ def main():
     from jaxinfo import _ksg_native as new
     old = load_revision(args.old)
     data = datasets(args.n, args.s)
+    if args.acts:
+        acts = np.load(args.acts)
+        cols = np.sort(np.random.default_rng(0).choice(acts.shape[1], args.n, replace=False))
+        data[f"{os.path.basename(args.acts)}, {args.n} random neurons"] = acts[:, cols]
     for mod in (old, new):          # compile both outside the timings
         mod.ksg_all_pairs(next(iter(data.values()))[:200, :3])
     pairs = args.n * (args.n - 1) // 2

@@ -36,7 +36,16 @@ Algorithm for one pair (per-neuron sorts are shared by all pairs):
    Every unvisited point is then at least that far away: the radius is exact, no fallback.
    A point among many ``u`` ties finds its neighbours in its own strip; with the ties split
    across strips (the previous layout) it visited every strip of the run, each at gap 0.
-3. **Counts.** ``n_x`` and ``n_y`` from the sorted marginals: each edge is found from a
+3. **The other layout, for points far out in ``v``.** Trained networks' activations have
+   dense cores and long tails. A point in the core of ``u`` but far out in ``v`` has a large
+   radius, and its ``u``-band then spans dozens of the core's narrow strips (11 strips per
+   sample on average, measured on a trained network, against 1.5 on Gaussian data). A search
+   that needs more than ``switch_after`` strips besides its own is stopped; when more than
+   1/16 of the samples stopped, the same layout is built with the roles swapped (strips along
+   ``v``, sorted by ``u``), where such a point sits in a wide tail strip, and those points
+   are searched there; otherwise they go on where they were. Either way the radius is exact:
+   the Chebyshev distance is symmetric in the two coordinates.
+4. **Counts.** ``n_x`` and ``n_y`` from the sorted marginals: each edge is found from a
    bucketed guess (``S`` equal-width buckets per neuron) by galloping and bisection, so heavy
    tails (uneven buckets) cost ``O(log S)``, not a walk; the predicates are evaluated on the
    rounded differences ``|x_j − x_i|``, as a distance computation does.
@@ -175,15 +184,17 @@ def _kernels():
             out[order[p]] = b - a
 
     @njit(inline="always")
-    def exact_radius(sv, su, u_sorted, starts, ns, g, pos, nxt, prv, top, k):
+    def exact_radius(sv, su, u_sorted, starts, ns, g, pos, nxt, prv, top, k, limit):
         """The k-th distance of the point at ``pos`` (strip ``g``) by the data-dependent
-        search: its own strip outwards in ``v``, then the other strips by ``u``-gap."""
+        search: its own strip outwards in ``v``, then the other strips by ``u``-gap; -1 when
+        more than ``limit`` other strips would be needed."""
         inf = np.inf
         for t in range(k):
             top[t] = inf
         vp, up = sv[pos], su[pos]
         scan(sv, su, starts[g], starts[g + 1], pos + 1, pos - 1, vp, up, top, k)
         left, right = g - 1, g + 1
+        visits = 0
         while True:
             gl = up - u_sorted[starts[left + 1] - 1] if left >= 0 else inf
             gr = u_sorted[starts[right]] - up if right < ns else inf
@@ -197,6 +208,9 @@ def _kernels():
                     break
                 h = right
                 right += 1
+            visits += 1
+            if visits > limit:
+                return -1.0
             h0, h1 = starts[h], starts[h + 1]
             if h == g + 1:
                 start = nxt[pos]
@@ -207,14 +221,13 @@ def _kernels():
             scan(sv, su, h0, h1, start, start - 1, vp, up, top, k)
         return top[k - 1]
 
-    @njit(nogil=True)
-    def pair_mi(u_vals, u_sorted, u_strip, starts, ns, v_sorted, v_order, u_order,
-                k, psi, const, u_lo, u_ih, u_bs, v_lo, v_ih, v_bs, sv, su, sid, fill, nxt,
-                prv, eps, cu, cv, top):
-        s = u_vals.shape[0]
+    @njit(inline="always")
+    def layout(u_vals, u_strip, starts, ns, v_sorted, v_order, sv, su, sid, where, fill, nxt,
+               prv):
+        """Strips along ``u``, each sorted by ``v``, and the neighbour insertion indices."""
         for g in range(ns):
             fill[g] = starts[g]
-        for q in range(s):                 # strips in u order, each sorted by v
+        for q in range(u_vals.shape[0]):   # one pass in v order: strips come out sorted by v
             i = v_order[q]
             g = u_strip[i]
             pos = fill[g]
@@ -222,6 +235,7 @@ def _kernels():
             sv[pos] = v_sorted[q]
             su[pos] = u_vals[i]
             sid[pos] = i
+            where[i] = pos
         for g in range(ns - 1):            # insertion indices between neighbouring strips
             i, a1 = starts[g], starts[g + 1]
             j, b1 = a1, starts[g + 2]
@@ -235,10 +249,38 @@ def _kernels():
                 nxt[t] = b1
             for t in range(j, b1):
                 prv[t] = a1
-        for g in range(ns):
-            lo, hi = starts[g], starts[g + 1]
-            for pos in range(lo, hi):
-                rk = exact_radius(sv, su, u_sorted, starts, ns, g, pos, nxt, prv, top, k)
+
+    @njit(nogil=True)
+    def pair_mi(u_vals, u_sorted, u_order, u_strip, u_starts, u_ns, u_lo, u_ih, u_bs,
+                v_vals, v_sorted, v_order, v_strip, v_starts, v_ns, v_lo, v_ih, v_bs,
+                k, psi, const, limit, sv, su, sid, where, fill, nxt, prv, tv, tu, tid, twhere,
+                tfill, tnxt, tprv, todo, eps, cu, cv, top):
+        s = u_vals.shape[0]
+        layout(u_vals, u_strip, u_starts, u_ns, v_sorted, v_order, sv, su, sid, where, fill,
+               nxt, prv)
+        n_todo = 0
+        for g in range(u_ns):
+            for pos in range(u_starts[g], u_starts[g + 1]):
+                rk = exact_radius(sv, su, u_sorted, u_starts, u_ns, g, pos, nxt, prv, top, k,
+                                  limit)
+                if rk < 0.0:               # many strips of u: left for the second pass
+                    todo[n_todo] = pos
+                    n_todo += 1
+                else:
+                    eps[sid[pos]] = np.nextafter(rk, 0.0)
+        if n_todo * 16 > s:                # over 1/16 of them: search the strips of v
+            layout(v_vals, v_strip, v_starts, v_ns, u_sorted, u_order, tv, tu, tid, twhere,
+                   tfill, tnxt, tprv)
+            for t in range(n_todo):
+                i = sid[todo[t]]
+                rk = exact_radius(tv, tu, v_sorted, v_starts, v_ns, v_strip[i], twhere[i], tnxt,
+                                  tprv, top, k, s)
+                eps[i] = np.nextafter(rk, 0.0)
+        else:                              # a few: go on in the strips of u
+            for t in range(n_todo):
+                pos = todo[t]
+                rk = exact_radius(sv, su, u_sorted, u_starts, u_ns, u_strip[sid[pos]], pos, nxt,
+                                  prv, top, k, s)
                 eps[sid[pos]] = np.nextafter(rk, 0.0)
         counts(u_sorted, u_order, eps, u_lo, u_ih, u_bs, cu)
         counts(v_sorted, v_order, eps, v_lo, v_ih, v_bs, cv)
@@ -250,24 +292,33 @@ def _kernels():
 
     @njit(parallel=True)
     def pairs_mi(vals, sorted_vals, order, strip_of, starts, nstrips, maxtie, lo, ih, bs, pi,
-                 pj, k, psi, const, block):
+                 pj, k, psi, const, block, limit):
         s = vals.shape[1]
         p = pi.shape[0]
         out = np.empty(p)
         for blk in prange((p + block - 1) // block):
-            sv, su, eps = np.empty(s), np.empty(s), np.empty(s)
-            sid, nxt, prv = np.empty(s, np.int64), np.empty(s, np.int64), np.empty(s, np.int64)
+            m = starts.shape[1]
+            sv, su, tv, tu = np.empty(s), np.empty(s), np.empty(s), np.empty(s)
+            sid, where, nxt, prv = (np.empty(s, np.int64), np.empty(s, np.int64),
+                                    np.empty(s, np.int64), np.empty(s, np.int64))
+            tid, twhere, tnxt, tprv = (np.empty(s, np.int64), np.empty(s, np.int64),
+                                       np.empty(s, np.int64), np.empty(s, np.int64))
+            fill, tfill = np.empty(m, np.int64), np.empty(m, np.int64)
+            todo = np.empty(s, np.int64)
+            eps = np.empty(s)
             cu, cv = np.empty(s, np.int64), np.empty(s, np.int64)
-            fill = np.empty(starts.shape[1], np.int64)
             top = np.empty(k)
             for c in range(blk * block, min(p, (blk + 1) * block)):
                 a, b = pi[c], pj[c]
-                if maxtie[b] > maxtie[a]:  # strips along the neuron with more ties
+                if maxtie[b] > maxtie[a]:  # strips along the neuron with more ties first
                     a, b = b, a
-                out[c] = pair_mi(vals[a], sorted_vals[a], strip_of[a], starts[a], nstrips[a],
-                                 sorted_vals[b], order[b], order[a], k, psi, const, lo[a],
-                                 ih[a], bs[a], lo[b], ih[b], bs[b], sv, su, sid, fill, nxt,
-                                 prv, eps, cu, cv, top)
+                out[c] = pair_mi(vals[a], sorted_vals[a], order[a], strip_of[a], starts[a],
+                                 nstrips[a], lo[a], ih[a], bs[a],
+                                 vals[b], sorted_vals[b], order[b], strip_of[b], starts[b],
+                                 nstrips[b], lo[b], ih[b], bs[b],
+                                 k, psi, const, limit, sv, su, sid, where, fill, nxt, prv,
+                                 tv, tu, tid, twhere, tfill, tnxt, tprv, todo, eps, cu, cv,
+                                 top)
         return out
 
     _KERNELS = pairs_mi
@@ -324,8 +375,8 @@ def default_strip(s: int, k: int) -> int:
     return int(min(512, max(16, 2 ** round(np.log2(np.sqrt(k * s))))))
 
 
-def ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, pair_block: int = 64
-                  ) -> np.ndarray:
+def ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, pair_block: int = 64,
+                  switch_after: int = 4) -> np.ndarray:
     """KSG-1 MI (nats, clipped at 0) between all pairs of columns of ``x``.
 
     Args:
@@ -334,6 +385,10 @@ def ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, pair_block: int = 
       strip: strip width in positions (default :func:`default_strip`); any value gives the
         same result, only the speed changes.
       pair_block: pairs per parallel work item (threads: numba's default, one per core).
+      switch_after: a point whose search needs more than this many strips besides its own is
+        searched again in the strips of the other neuron (or, when few points need it, in
+        the same strips without limit); any value gives the same result, only the speed
+        changes.
 
     Returns:
       ``[N, N]`` float64, symmetric, zero diagonal.
@@ -350,7 +405,7 @@ def ksg_all_pairs(x, *, k: int = 3, strip: int | None = None, pair_block: int = 
     psi = digamma(np.arange(1, s + 1, dtype=np.float64))
     const = float(digamma(k) + digamma(s))
     mi = pairs_mi(*tables, i.astype(np.int64), j.astype(np.int64), int(k), psi, const,
-                  int(pair_block))
+                  int(pair_block), int(switch_after))
     out[i, j] = mi
     out[j, i] = mi
     return out

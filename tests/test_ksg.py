@@ -98,6 +98,25 @@ def test_ksg_ties_deterministic(x64, backend):
     np.testing.assert_array_equal(np.asarray(_all_pairs(a, backend)), np.asarray(mi))
 
 
+@pytest.mark.parametrize("switch_after", [0, 1, 3, 10_000])
+def test_native_ksg_switching_layouts_is_exact(x64, switch_after):
+    # dense cores with long tails, as in trained networks: points far out in one neuron have
+    # large radii spanning many of the other's strips. switch_after=0 sends every point that
+    # needs a second strip to the swapped layout, 10,000 never does; 1 and 3 mix the paths
+    rng = np.random.default_rng(17)
+    s = 900
+    core = rng.normal(size=(s, 4)) * 1e-3
+    tail = rng.standard_cauchy(size=(s, 4)) * (rng.uniform(size=(s, 4)) < 0.1)
+    a = core + tail
+    a[:, 1] += 0.5 * a[:, 0]                               # dependent
+    a[:, 3] = np.maximum(a[:, 3], 0)                       # ReLU ties on top
+    _assert_all_pairs(a, _ksg_native.ksg_all_pairs(a, strip=16, switch_after=switch_after))
+    # mixed shapes: at switch_after=3 some pairs stop fewer than 1/16 of their points (they go
+    # on in the same strips), others more (the swapped layout is built)
+    b = _continuous(400, seed=9)
+    _assert_all_pairs(b, _ksg_native.ksg_all_pairs(b, strip=16, switch_after=switch_after))
+
+
 @pytest.mark.parametrize("strip", [2, 5, 64])
 def test_native_ksg_ties_never_straddle_strips_and_stay_exact(x64, strip):
     # runs of tied values longer than a strip, starting anywhere: every cut moves to a run's
