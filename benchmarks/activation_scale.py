@@ -19,11 +19,9 @@ import jax
 import numpy as np
 
 from jaxinfo.activations import capture_activations
-from jaxinfo.checkpoint import fingerprint, open_store
-from jaxinfo.experiments.memorization import (COLORED_LEVELS, SHUFFLED_LEVELS, make_task,
-                                              train_protocol)
+from jaxinfo.experiments.memorization import COLORED_LEVELS, SHUFFLED_LEVELS
 from jaxinfo.train import MLP
-from run_memorization import add_sweep_args, sweep_protocol
+from run_memorization import add_sweep_args, load_level, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
@@ -37,12 +35,8 @@ def main():
           "neurons constant on > half the images |")
     print("|---|---|---|---|---|")
     for mode, levels in (("colored", COLORED_LEVELS), ("shuffled", SHUFFLED_LEVELS)):
-        for j, level in enumerate(levels):  # the sweep's keys: level j of a mode uses key j
-            fp = fingerprint(protocol=repr(p), mode=mode, level=level, seeds=args.seeds, key=0)
-            store = open_store(f"{args.run}/{mode}_{level:g}", fp, kind="memorization",
-                               mode=mode, level=level, seeds=args.seeds, protocol=repr(p))
-            task = make_task(p, mode, level, key=j)
-            run = train_protocol(p, task, jax.random.PRNGKey(j), seeds=args.seeds, store=store)
+        for level in levels:
+            task, run = load_level(args.run, p, mode, level, args.seeds)
             params = jax.tree.map(lambda v: v[0], run.best_params)
             acts = capture_activations(MLP(tuple(p.hidden), task.num_classes),
                                        {"params": params}, task.val.x)

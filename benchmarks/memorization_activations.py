@@ -7,7 +7,8 @@ is ``[S, N]`` float32: every hidden layer's pre-ReLU outputs side by side (logit
 the input of the entropy and MI measures. Used to time the KSG kernels on real activations
 (``bench_ksg_versions.py --acts``).
 
-    python benchmarks/memorization_activations.py --run benchmarks/memorization_runs/authors_fashion_s1 \\
+    python benchmarks/memorization_activations.py \\
+        --run benchmarks/memorization_runs/authors_fashion_s1 \\
         --protocol authors-epochs --dataset fashion_mnist --seeds 1 --mi binned \\
         --mode shuffled --level 0.125 --out /tmp/acts_shuffled_0.125.npy
 """
@@ -19,32 +20,20 @@ import jax
 import numpy as np
 
 from jaxinfo.activations import capture_activations
-from jaxinfo.checkpoint import fingerprint, open_store
-from jaxinfo.experiments.memorization import (COLORED_LEVELS, SHUFFLED_LEVELS, make_task,
-                                              train_protocol)
 from jaxinfo.train import MLP
-from run_memorization import add_sweep_args, sweep_protocol
+from run_memorization import add_level_args, add_sweep_args, load_level, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="the sweep's --out folder")
+    add_level_args(ap)
     add_sweep_args(ap)
-    ap.add_argument("--mode", required=True, choices=["colored", "shuffled"])
-    ap.add_argument("--level", type=float, required=True)
     ap.add_argument("--seed", type=int, default=0, help="which of the sweep's seeds")
     ap.add_argument("--out", required=True)
     args = parse_with_platform(ap)
     p = sweep_protocol(args)
-    levels = list(COLORED_LEVELS if args.mode == "colored" else SHUFFLED_LEVELS)
-    j = levels.index(args.level)  # the sweep's keys: level j of a mode uses key j
-    fp = fingerprint(protocol=repr(p), mode=args.mode, level=args.level, seeds=args.seeds,
-                     key=0)
-    store = open_store(f"{args.run}/{args.mode}_{args.level:g}", fp, kind="memorization",
-                       mode=args.mode, level=args.level, seeds=args.seeds, protocol=repr(p))
-    task = make_task(p, args.mode, args.level, key=j)
-    run = train_protocol(p, task, jax.random.PRNGKey(j), seeds=args.seeds, store=store)
+    task, run = load_level(args.run, p, args.mode, args.level, args.seeds)
     params = jax.tree.map(lambda v: v[args.seed], run.best_params)
     acts = capture_activations(MLP(tuple(p.hidden), task.num_classes), {"params": params},
                                task.val.x)

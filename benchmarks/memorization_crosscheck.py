@@ -20,9 +20,8 @@ import time
 import jax
 import numpy as np
 
-from jaxinfo.experiments.memorization import (COLORED_LEVELS, SHUFFLED_LEVELS, make_task,
-                                              measure, train_protocol)
-from run_memorization import add_sweep_args, sweep_protocol
+from jaxinfo.experiments.memorization import make_task, measure, train_protocol
+from run_memorization import add_level_args, add_sweep_args, level_key, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
@@ -35,17 +34,15 @@ def _stats(rows: list[dict]) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="the stored sweep (run_memorization --out)")
+    add_level_args(ap)
     add_sweep_args(ap)
-    ap.add_argument("--mode", required=True, choices=["colored", "shuffled"])
-    ap.add_argument("--level", type=float, required=True)
     ap.add_argument("--key", type=int, default=0, help="the sweep's key (run_memorization: 0)")
     ap.add_argument("--out", required=True)
     args = parse_with_platform(ap)
 
     p = sweep_protocol(args)
-    j = list(COLORED_LEVELS if args.mode == "colored" else SHUFFLED_LEVELS).index(args.level)
-    seed = args.key * 1000 + j                                   # as run_memorization
+    seed = level_key(args.mode, args.level, args.key)            # as run_memorization
+    j = seed - args.key * 1000
     t0 = time.perf_counter()
     task = make_task(p, args.mode, args.level, key=seed)
     run = train_protocol(p, task, jax.random.PRNGKey(seed), seeds=args.seeds)

@@ -69,6 +69,36 @@ def sweep_protocol(args: argparse.Namespace) -> Protocol:
                         **set_changes(args.set))
 
 
+def add_level_args(ap: argparse.ArgumentParser) -> None:
+    """``--run`` (a stored sweep's --out folder), ``--mode`` and ``--level``: one level of it."""
+    ap.add_argument("--run", required=True, help="the stored sweep (run_memorization --out)")
+    ap.add_argument("--mode", required=True, choices=["colored", "shuffled"])
+    ap.add_argument("--level", type=float, required=True)
+
+
+def level_key(mode: str, level: float, key: int = 0) -> int:
+    """The integer key of one level in a sweep run with ``key`` (as :func:`run_memorization`:
+    level ``j`` of a mode uses ``key·1000 + j`` for its task and initialization)."""
+    from jaxinfo.experiments.memorization import COLORED_LEVELS, SHUFFLED_LEVELS
+    return int(key) * 1000 + list(COLORED_LEVELS if mode == "colored"
+                                  else SHUFFLED_LEVELS).index(level)
+
+
+def load_level(run_dir: str, p: Protocol, mode: str, level: float, seeds: int, key: int = 0):
+    """``(task, run)`` of one finished level of a stored sweep: its training state is read
+    back (no step is rerun; a level whose state is missing is trained again)."""
+    import jax
+
+    from jaxinfo.checkpoint import fingerprint, open_store
+    from jaxinfo.experiments.memorization import make_task, train_protocol
+    fp = fingerprint(protocol=repr(p), mode=mode, level=level, seeds=seeds, key=key)
+    store = open_store(f"{run_dir}/{mode}_{level:g}", fp, kind="memorization", mode=mode,
+                       level=level, seeds=seeds, protocol=repr(p))
+    j = level_key(mode, level, key)
+    task = make_task(p, mode, level, key=j)
+    return task, train_protocol(p, task, jax.random.PRNGKey(j), seeds=seeds, store=store)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", default="authors-epochs",
