@@ -147,6 +147,40 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
                              out_dir=str(tmp_path / "b"), progress=False)
 
 
+def test_training_interrupted_between_checks_resumes_bit_for_bit(tmp_path, monkeypatch):
+    # killed in the middle of a level's training: the resumed run restarts from the last
+    # check's stored state and ends with exactly the uninterrupted run's networks and curves
+    from jaxinfo.checkpoint import open_store
+
+    p = _tiny()
+    task = make_task(p, "colored", 0.25, key=3)
+    whole = train_protocol(p, task, jax.random.PRNGKey(3), seeds=2)
+    store = open_store(str(tmp_path / "level"), "fp", kind="memorization")
+    real, calls = mem._segment_fn, []
+
+    def dies_in_third_check(*args, **kwargs):
+        run, tx = real(*args, **kwargs)
+
+        def counted(*a, **kw):
+            calls.append(1)
+            if len(calls) == 5:  # two segments per check: the 3rd check's second segment
+                raise KeyboardInterrupt
+            return run(*a, **kw)
+        return counted, tx
+
+    monkeypatch.setattr(mem, "_segment_fn", dies_in_third_check)
+    with pytest.raises(KeyboardInterrupt):
+        train_protocol(p, task, jax.random.PRNGKey(3), seeds=2, store=store)
+    monkeypatch.setattr(mem, "_segment_fn", real)
+    assert int(store.load("train_state")["checks_done"]) == 2
+    resumed = train_protocol(p, task, jax.random.PRNGKey(3), seeds=2, store=store)
+    for a, b in zip(jax.tree_util.tree_leaves((whole.best_params, whole.final_params)),
+                    jax.tree_util.tree_leaves((resumed.best_params, resumed.final_params))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name in ("best_step", "stop_step", "val_at_checks", "val_curve", "loss_curve"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(resumed, name))
+
+
 def test_kendall_tau_and_bootstrap():
     rows = []
     for lv in (0.0, 0.25, 0.5):
