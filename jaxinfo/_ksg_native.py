@@ -253,11 +253,11 @@ def _kernels():
     @njit(nogil=True)
     def pair_mi(u_vals, u_sorted, u_order, u_strip, u_starts, u_ns, u_lo, u_ih, u_bs,
                 v_vals, v_sorted, v_order, v_strip, v_starts, v_ns, v_lo, v_ih, v_bs,
-                k, psi, const, limit, sv, su, sid, where, fill, nxt, prv, tv, tu, tid, twhere,
+                k, psi, const, limit, sv, su, sid, fill, nxt, prv, tv, tu, tid, twhere,
                 tfill, tnxt, tprv, todo, eps, cu, cv, top):
         s = u_vals.shape[0]
-        layout(u_vals, u_strip, u_starts, u_ns, v_sorted, v_order, sv, su, sid, where, fill,
-               nxt, prv)
+        layout(u_vals, u_strip, u_starts, u_ns, v_sorted, v_order, sv, su, sid, twhere, fill,
+               nxt, prv)                   # (positions are needed in the swapped layout only)
         n_todo = 0
         for g in range(u_ns):
             for pos in range(u_starts[g], u_starts[g + 1]):
@@ -299,8 +299,7 @@ def _kernels():
         for blk in prange((p + block - 1) // block):
             m = starts.shape[1]
             sv, su, tv, tu = np.empty(s), np.empty(s), np.empty(s), np.empty(s)
-            sid, where, nxt, prv = (np.empty(s, np.int64), np.empty(s, np.int64),
-                                    np.empty(s, np.int64), np.empty(s, np.int64))
+            sid, nxt, prv = np.empty(s, np.int64), np.empty(s, np.int64), np.empty(s, np.int64)
             tid, twhere, tnxt, tprv = (np.empty(s, np.int64), np.empty(s, np.int64),
                                        np.empty(s, np.int64), np.empty(s, np.int64))
             fill, tfill = np.empty(m, np.int64), np.empty(m, np.int64)
@@ -316,7 +315,7 @@ def _kernels():
                                  nstrips[a], lo[a], ih[a], bs[a],
                                  vals[b], sorted_vals[b], order[b], strip_of[b], starts[b],
                                  nstrips[b], lo[b], ih[b], bs[b],
-                                 k, psi, const, limit, sv, su, sid, where, fill, nxt, prv,
+                                 k, psi, const, limit, sv, su, sid, fill, nxt, prv,
                                  tv, tu, tid, twhere, tfill, tnxt, tprv, todo, eps, cu, cv,
                                  top)
         return out
