@@ -29,6 +29,18 @@ import numpy as np
 from _timing import parse_with_platform  # noqa: E402
 
 
+def synthetic_activations(rng, s: int, n: int, relu_every: int | None = 3) -> np.ndarray:
+    """ReLU-network-like activations ``[s, n]`` float32: 64 correlated Gaussian factors through
+    a random mixing (weights N(0, 1/64)), every ``relu_every``-th neuron through a ReLU (half
+    its values exact zeros; ``None``: no ReLU). Draws from ``rng``."""
+    z = rng.normal(size=(s, 64)).astype(np.float32)
+    w = rng.normal(size=(64, n)).astype(np.float32) / 8
+    acts = z @ w
+    if relu_every:
+        acts[:, ::relu_every] = np.maximum(acts[:, ::relu_every], 0)
+    return acts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=768)
@@ -52,11 +64,7 @@ def main():
     from jaxinfo.diversity import bin_activations, pairwise_mutual_information
 
     rng = np.random.default_rng(0)
-    # ReLU-network-like activations: correlated Gaussians through a random mixing, some ReLU.
-    z = rng.normal(size=(args.s, 64)).astype(np.float32)
-    w = rng.normal(size=(64, args.n)).astype(np.float32) / 8
-    acts = z @ w
-    acts[:, ::3] = np.maximum(acts[:, ::3], 0)
+    acts = synthetic_activations(rng, args.s, args.n)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax {jax.__version__} "
           f"({jax.default_backend()})")

@@ -45,9 +45,8 @@ def load_revision(rev: str):
 
 def datasets(n: int, s: int, seed: int = 0) -> dict[str, np.ndarray]:
     """``{name: [s, n] float32}``: Gaussian, ReLU-mixed (every third neuron), all ReLU."""
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(s, 64)).astype(np.float32)
-    acts = z @ (rng.normal(size=(64, n)).astype(np.float32) / 8)
+    from bench_diversity import synthetic_activations
+    acts = synthetic_activations(np.random.default_rng(seed), s, n, relu_every=None)
     mixed = acts.copy()
     mixed[:, ::3] = np.maximum(mixed[:, ::3], 0)
     return {"Gaussian (no ReLU)": acts, "ReLU-mixed (bench_diversity's data)": mixed,
