@@ -256,10 +256,12 @@ def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None
     training, axes = plt.subplots(2, len(modes), figsize=(5 * len(modes), 7), squeeze=False)
     for j, mode in enumerate(modes):
         acc_ax, loss_ax = axes[0, j], axes[1, j]
+        missing = []
         for lv in sorted({r["level"] for r in rows if r["mode"] == mode}):
             path = None if checkpoint_dir is None else \
                 os.path.join(checkpoint_dir, f"{mode}_{lv:g}", "curves.npz")
             if path is None or not os.path.exists(path):
+                missing.append(f"{lv:g}")
                 continue
             with np.load(path) as z:
                 checks, at_checks = z["check_steps"], z["val_at_checks"]  # [C], [C, R]
@@ -278,7 +280,11 @@ def memorization_figures(rows: Sequence[dict], checkpoint_dir: str | None = None
         for ax in (acc_ax, loss_ax):
             ax.set_xscale("log")
             ax.set_xlabel("optimizer step")
-            ax.legend(fontsize=7, title="level")
+            if ax.lines:
+                ax.legend(fontsize=7, title="level")
+            if missing:  # said on the figure, not left as an empty or partial panel
+                ax.text(0.02, 0.02, "no curves stored for level " + ", ".join(missing),
+                        transform=ax.transAxes, fontsize=7, color="0.4")
         acc_ax.set_ylabel("validation accuracy at checks\n(window mean; band: seeds)")
         acc_ax.set_title(f"{mode}: dotted = chosen checkpoints")
         loss_ax.set_ylabel("training cross-entropy (nats)")

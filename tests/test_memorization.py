@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -200,12 +201,20 @@ def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
     out = str(tmp_path / "sweep")
     rows = mem.run_memorization(p, "colored", levels=(0.0, 0.5), seeds=2, out_dir=out,
                                 progress=False)
+    curves = os.path.join(out, "colored_0.5", "curves.npz")
+    with np.load(curves) as z:
+        kept = dict(z)
+    os.remove(curves)  # a level whose curves were not kept (only its training state)
     segments = _count_segments(monkeypatch)
     variants = {"same": p, "final": p.replace(checkpoint="final"),
                 "per_neuron": p.replace(binning="per_neuron", assignment="histogram")}
     got = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
                                progress=False)
     assert segments == []  # nothing retrained
+    with np.load(curves) as z:  # written again from the training state, unchanged
+        assert sorted(z) == sorted(kept)
+        for name in kept:
+            np.testing.assert_array_equal(z[name], kept[name])
     key = lambda r: (r["level"], r["seed"], r["layer"])  # noqa: E731
     assert [key(r) for r in got["same"]] == [key(r) for r in rows]
     for a, b in zip(got["same"], rows):
@@ -226,6 +235,15 @@ def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
     again = mem.measure_variants(p, "colored", variants, out_dir=out, levels=(0.0, 0.5), seeds=2,
                                  progress=False)
     assert json.dumps(again) == json.dumps(got)  # (NaN MI: mi_estimator is None here)
+    # the figures plot the stored curves, and say which levels have none
+    pytest.importorskip("matplotlib")
+    from jaxinfo.plots import memorization_figures
+    os.remove(os.path.join(out, "colored_0", "curves.npz"))
+    _, training = memorization_figures(got["same"], out)
+    acc_ax = training.axes[0]
+    assert [line.get_label() for line in acc_ax.lines if not line.get_label().startswith("_")] \
+        == ["0.5"]
+    assert [t.get_text() for t in acc_ax.texts] == ["no curves stored for level 0"]
     with pytest.raises(ValueError, match="without '/'"):
         mem.measure_variants(p, "colored", {"a/b": p}, out_dir=out, levels=(0.0, 0.5), seeds=2,
                              progress=False)

@@ -515,6 +515,14 @@ def measure(protocol: Protocol, task: Task, run: TrainRun, *, key: int = 0) -> l
     return rows
 
 
+def save_curves(store, run: TrainRun) -> None:
+    """Writes a trained level's curves (``curves.npz``: per-step validation accuracy and loss
+    ``[steps, R]``, the checks, the chosen and stopping steps ``[R]``) for the figures."""
+    store.save("curves", val_curve=run.val_curve, loss_curve=run.loss_curve,
+               check_steps=run.check_steps, val_at_checks=run.val_at_checks,
+               best_step=run.best_step, stop_step=run.stop_step)
+
+
 def run_memorization(protocol: Protocol, mode: str, *, levels: Sequence[float] | None = None,
                      seeds: int = 5, key: int = 0, out_dir: str | None = None,
                      progress: bool = True) -> list[dict]:
@@ -550,9 +558,7 @@ def run_memorization(protocol: Protocol, mode: str, *, levels: Sequence[float] |
                            **r) for r in measure(protocol, task, run, key=int(key) + j)]
         if store is not None:
             store.save_json("rows", level_rows)
-            store.save("curves", val_curve=run.val_curve, loss_curve=run.loss_curve,
-                       check_steps=run.check_steps, val_at_checks=run.val_at_checks,
-                       best_step=run.best_step, stop_step=run.stop_step)
+            save_curves(store, run)
         rows += level_rows
     return rows
 
@@ -617,6 +623,8 @@ def measure_variants(protocol: Protocol, mode: str, variants: dict[str, Protocol
                                            key=int(key) + j)]
                 store.save_json(f"rows_{name}", cached)
             out[name] += cached
+        if run is not None and store.load("curves") is None:  # kept for the figures
+            save_curves(store, run)
     return out
 
 
