@@ -117,6 +117,54 @@ def test_native_ksg_switching_layouts_is_exact(x64, switch_after):
     _assert_all_pairs(b, _ksg_native.ksg_all_pairs(b, strip=16, switch_after=switch_after))
 
 
+def _scale_mismatch(s, seed):
+    """Neurons of very different scales, as after the authors' L2 (median stds 1e-8 to 1e-1 in
+    one network): the Chebyshev distance of a pair is then the wider neuron's alone."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(s, 6))
+    a[:, 0] *= 1e3                                          # wide
+    a[:, 1] *= 1e-3                                         # narrow
+    a[:, 2] = a[:, 0] * 1e-4 + 1e-3 * a[:, 2]              # a narrow function of the wide one
+    wide = rng.uniform(size=s) < 0.5                        # half wide, half narrow: each point
+    a[:, 3] = np.where(wide, 1e3, 1e-3) * a[:, 3]           # picks its own way
+    a[:, 4] = np.maximum(a[:, 4], 0) * 1e-3                 # ReLU zeros (ties: the strips)
+    a[:, 5] = np.round(a[:, 5] * 2) / 2 * 1e3              # few wide values, long runs of ties
+    return a
+
+
+@pytest.mark.parametrize("ratio", [0.0, 8.0, np.inf])
+def test_native_ksg_one_axis_search_is_exact(x64, ratio):
+    # a point whose k-th neighbour along one neuron alone is much farther than along the other
+    # is searched in that neuron's sorted order alone; ratio=0 sends every point it can,
+    # inf none. The data make every kind of pair: all points on one axis (either side), some
+    # points on one axis and the rest in the strips, and none
+    a = _scale_mismatch(800, seed=21)
+    tables = _ksg_native._tables(a, 16, 3)
+    d1 = tables[-1]
+    s = a.shape[0]
+    for r in range(a.shape[1]):                              # d1: the k-th nearest other value
+        brute = np.sort(np.abs(a[:, r][:, None] - a[:, r][None, :]), axis=1)[:, 3]
+        np.testing.assert_array_equal(d1[r], brute.astype(np.float32))
+    plan = _ksg_native._kernels()["one_axis_plan"]
+    kinds = set()
+    ch = np.empty(s, np.int8)
+    for i in range(a.shape[1]):
+        for j in range(i + 1, a.shape[1]):
+            run_u, run_v, n_strips = plan(d1[i], d1[j], 8.0, ch)
+            if run_u or run_v:
+                assert np.count_nonzero(ch == 0) == n_strips
+                assert run_u == np.any(ch == 1) and run_v == np.any(ch == 2)
+            kinds.add((run_u, run_v, n_strips == 0))
+    assert (True, False, True) in kinds                     # every point along u
+    assert (True, False, False) in kinds                    # along u, and the rest in strips
+    assert (False, True, False) in kinds                    # along v, and the rest in strips
+    assert (True, True, False) in kinds                     # both sides in one pair
+    assert (False, False, False) in kinds                   # the strips alone
+    mi = _ksg_native.ksg_all_pairs(a, strip=16, one_axis_ratio=ratio)
+    _assert_all_pairs(a, mi)
+    np.testing.assert_array_equal(mi, _ksg_native.ksg_all_pairs(a, strip=16))
+
+
 @pytest.mark.parametrize("strip", [2, 5, 64])
 def test_native_ksg_ties_never_straddle_strips_and_stay_exact(x64, strip):
     # runs of tied values longer than a strip, starting anywhere: every cut moves to a run's
