@@ -36,7 +36,7 @@ def main():
     print("|---|---|---|---|---|")
     for mode, levels in (("colored", COLORED_LEVELS), ("shuffled", SHUFFLED_LEVELS)):
         for level in levels:
-            task, run = load_level(args.run, p, mode, level, args.seeds)
+            task, run = load_level(args.run, p, mode, level, args.seeds, args.key)
             params = jax.tree.map(lambda v: v[0], run.best_params)
             acts = capture_activations(MLP(tuple(p.hidden), task.num_classes),
                                        {"params": params}, task.val.x)

@@ -122,7 +122,8 @@ def main():
     got_all: dict[str, list[dict]] = {}
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
-        got = measure_variants(base, mode, variants, out_dir=args.base, seeds=args.seeds)
+        got = measure_variants(base, mode, variants, out_dir=args.base, seeds=args.seeds,
+                               key=args.key)
         for name, rows in got.items():
             got_all.setdefault(name, []).extend(rows)
         print(f"{mode}: {len(variants)} variants measured in {time.perf_counter() - t0:.0f} s",

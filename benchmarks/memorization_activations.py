@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--out", required=True)
     args = parse_with_platform(ap)
     p = sweep_protocol(args)
-    task, run = load_level(args.run, p, args.mode, args.level, args.seeds)
+    task, run = load_level(args.run, p, args.mode, args.level, args.seeds, args.key)
     params = jax.tree.map(lambda v: v[args.seed], run.best_params)
     acts = capture_activations(MLP(tuple(p.hidden), task.num_classes), {"params": params},
                                task.val.x)

@@ -36,7 +36,6 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_level_args(ap)
     add_sweep_args(ap)
-    ap.add_argument("--key", type=int, default=0, help="the sweep's key (run_memorization: 0)")
     ap.add_argument("--out", required=True)
     args = parse_with_platform(ap)
 

@@ -49,11 +49,18 @@ def set_changes(specs: list[str]) -> dict:
             for field, _, value in (spec.partition("=") for spec in specs)}
 
 
+def add_key_arg(ap: argparse.ArgumentParser) -> None:
+    """``--key``: level ``j`` of a mode draws its data corruption and initialization from
+    ``key·1000 + j``; another key is an independent replicate of the sweep."""
+    ap.add_argument("--key", type=int, default=0,
+                    help="the sweep's key (default 0); another key: an independent replicate")
+
+
 def add_sweep_args(ap: argparse.ArgumentParser) -> None:
     """The options that name a stored sweep for the scripts that read one (its protocol is
     part of every level's fingerprint): ``--protocol``, ``--dataset``, ``--n-train``,
-    ``--seeds``, ``--mi``, ``--set``; :func:`sweep_protocol` turns them into the sweep's
-    Protocol."""
+    ``--seeds``, ``--mi``, ``--set``, ``--key``; :func:`sweep_protocol` turns them into the
+    sweep's Protocol."""
     ap.add_argument("--protocol", default="authors-epochs",
                     help="the sweep's --protocol, --dataset, --n-train, --seeds, --mi, --set")
     ap.add_argument("--dataset", default="mnist")
@@ -61,6 +68,7 @@ def add_sweep_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", type=int, required=True)
     ap.add_argument("--mi", default="binned")
     add_set_arg(ap)
+    add_key_arg(ap)
 
 
 def sweep_protocol(args: argparse.Namespace) -> Protocol:
@@ -111,6 +119,7 @@ def main():
     ap.add_argument("--n-eval", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, choices=["best", "final"])
     add_set_arg(ap)
+    add_key_arg(ap)
     ap.add_argument("--out", required=True)
     ap.add_argument("--figures", default=None,
                     help="path prefix: <prefix>_measures.png and <prefix>_training.png")
@@ -134,7 +143,8 @@ def main():
     all_rows = []
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
-        rows = run_memorization(protocol, mode, seeds=args.seeds, out_dir=args.out)
+        rows = run_memorization(protocol, mode, seeds=args.seeds, out_dir=args.out,
+                                key=args.key)
         all_rows += rows
         secs = np.mean([r["train_seconds_per_model"] for r in rows])
         # wall time of this invocation only (levels found finished cost ~0 s); the training time
