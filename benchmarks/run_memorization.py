@@ -22,10 +22,8 @@ import time
 
 import numpy as np
 
-from jaxinfo.experiments.memorization import Protocol, kendall, run_memorization
+from jaxinfo.experiments.memorization import MEMORIZATION, Protocol, kendall, run_memorization
 from _timing import parse_with_platform  # noqa: E402
-
-MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
 
 
 def protocol_for(name: str, dataset: str, n_train: int | None, **changes) -> Protocol:

@@ -196,6 +196,39 @@ def test_kendall_tau_and_bootstrap():
     assert kendall(rows, "entropy", "heuristic").tau == pytest.approx(-1.0)
 
 
+def test_pooled_replicates_are_the_seeds_of_one_sweep():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(0)
+    levels = (0.0, 0.25, 0.5, 0.75)
+
+    def sweep(seeds):  # one replicate: every level × its own seeds 0..seeds-1, two layers
+        return [dict(mode="shuffled", layer=layer, level=lv, seed=s,
+                     mean_entropy=float(rng.normal()), mean_mi=float(rng.normal()),
+                     val_acc=float(rng.uniform()))
+                for lv in levels for s in range(seeds) for layer in ("overall", "Dense_0")]
+
+    reps = [sweep(1), sweep(2), sweep(1)]
+    pooled = mem.pool_replicates(reps)
+    assert len(pooled) == sum(map(len, reps))
+    assert sorted({r["seed"] for r in pooled}) == [0, 1, 2, 3]
+    assert {(r["replicate"], r["seed"]) for r in pooled} == {(0, 0), (1, 1), (1, 2), (2, 3)}
+    assert all(r["seed"] == 0 for r in reps[2])  # the inputs are not changed
+    # τ of the pooled rows = τ of the averages over all four seeds (computed here by hand)
+    over = lambda col: [np.mean([r[col] for r in pooled  # noqa: E731
+                                 if r["level"] == lv and r["layer"] == "overall"])
+                        for lv in levels]
+    want = kendalltau(over("mean_mi"), over("val_acc")).statistic  # example: high MI is good
+    res = mem.kendall(pooled, "mi", "example")
+    assert res.tau == pytest.approx(want)
+    assert len(res.per_seed) == 4
+    for bad in ([reps[0], []], [reps[0], [dict(r, level=0.9) for r in reps[1]]],
+                [reps[0], [r for r in reps[1] if r["layer"] == "overall"]],
+                [reps[0] + [dict(r, mode="colored") for r in reps[1]]]):
+        with pytest.raises(ValueError):
+            mem.pool_replicates(bad)
+
+
 def test_measure_variants_reuse_the_trained_networks(tmp_path, monkeypatch):
     p = _tiny(max_steps=24)
     out = str(tmp_path / "sweep")

@@ -28,7 +28,8 @@ Functions:
   :func:`measure_variants` — the same trained networks under other measurement protocols
   (checkpoint rule, binning, estimator, evaluation inputs) without retraining; :func:`kendall` — the
   paper's τ (levels ranked by the seed-averaged measure vs by validation accuracy) with a
-  bootstrap interval over seeds, and τ per seed.
+  bootstrap interval over seeds, and τ per seed; :func:`pool_replicates` — the rows of
+  independent sweeps (other ``key``) as the seeds of one, for :func:`kendall`.
 
 Units: nats. Mathematics of the measures: ``docs/maths/diversity.md``.
 """
@@ -50,7 +51,7 @@ from jaxinfo.data import Dataset, colored, load_digits, load_idx, load_mnist, sh
 
 __all__ = ["Protocol", "Task", "make_task", "TrainRun", "train_protocol", "measure",
            "run_memorization", "measure_variants", "MEASURE_FIELDS", "kendall", "KendallResult",
-           "COLORED_LEVELS", "SHUFFLED_LEVELS", "MEMORIZATION"]
+           "pool_replicates", "COLORED_LEVELS", "SHUFFLED_LEVELS", "MEMORIZATION"]
 
 #: Which memorization each mode induces (the direction of the preferred measure).
 MEMORIZATION = {"colored": "heuristic", "shuffled": "example"}
@@ -629,6 +630,46 @@ def measure_variants(protocol: Protocol, mode: str, variants: dict[str, Protocol
 
 
 # ============================================================================ Kendall τ
+
+def pool_replicates(replicates: Sequence[Sequence[dict]]) -> list[dict]:
+    """The rows of independent sweeps of one mode, pooled as the seeds of a single sweep.
+
+    A replicate is a sweep with another ``key`` (new corruption draws, initializations and
+    minibatch order), each with its own seeds. Pooled, replicate ``r``'s seed ``s`` becomes
+    seed ``Σ_{q<r} R_q + s`` (``R_q``: replicate ``q``'s seed count), and every row gains
+    ``replicate = r``; :func:`kendall` then averages over, and bootstraps, all of them.
+
+    Args:
+      replicates: one list of :func:`run_memorization` rows per replicate, all of one mode
+        with the same levels and layers.
+
+    Returns:
+      The pooled rows (copies; the inputs are not changed).
+
+    Raises:
+      ValueError: the replicates differ in mode, levels or layers, or one is empty.
+    """
+    out: list[dict] = []
+    shape = None
+    offset = 0
+    for r, rows in enumerate(replicates):
+        if not rows:
+            raise ValueError(f"replicate {r} has no rows")
+        this = ({row["mode"] for row in rows}, {row["level"] for row in rows},
+                {row["layer"] for row in rows})
+        if shape is None:
+            shape = this
+            if len(shape[0]) != 1:
+                raise ValueError(f"replicate 0 mixes modes {sorted(shape[0])}")
+        elif this != shape:
+            raise ValueError(f"replicate {r} has (modes, levels, layers) {this}, "
+                             f"replicate 0 {shape}")
+        seeds = sorted({row["seed"] for row in rows})
+        renumber = {s: offset + i for i, s in enumerate(seeds)}
+        out += [dict(row, seed=renumber[row["seed"]], replicate=r) for row in rows]
+        offset += len(seeds)
+    return out
+
 
 class KendallResult(NamedTuple):
     """The paper's Kendall τ for one measure.
