@@ -135,16 +135,19 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     print(protocol, flush=True)
     summary = {"protocol": repr(protocol), "command": " ".join(os.sys.argv), "modes": {}}
-    lines = [f"protocol `{args.protocol}` on `{args.dataset}`, {args.seeds} seed(s)", "",
-             "| mode | measure | τ | 95 % bootstrap | per seed | train s / model |",
-             "|---|---|---|---|---|---|"]
+    modes = args.modes.split(",")
+    old_path = os.path.join(args.out, "summary.json")
+    if os.path.exists(old_path):  # modes of an earlier invocation on the same sweep are kept
+        with open(old_path) as f:
+            old = json.load(f)
+        if old.get("protocol") == repr(protocol):
+            summary["modes"] = {m: v for m, v in old["modes"].items() if m not in modes}
     all_rows = []
-    for mode in args.modes.split(","):
+    for mode in modes:
         t0 = time.perf_counter()
         rows = run_memorization(protocol, mode, seeds=args.seeds, out_dir=args.out,
                                 key=args.key)
         all_rows += rows
-        secs = np.mean([r["train_seconds_per_model"] for r in rows])
         # wall time of this invocation only (levels found finished cost ~0 s); the training time
         # of every level, however many invocations it took, is in the rows
         train_s = sum(r["train_seconds_per_model"] for r in rows if r["layer"] == "overall")
@@ -155,8 +158,6 @@ def main():
                 continue
             res = kendall(rows, measure, MEMORIZATION[mode])
             summary["modes"][mode][measure] = res._asdict() | {"per_seed": res.per_seed.tolist()}
-            lines.append(f"| {mode} | {measure} | {res.tau:.2f} | [{res.low:.2f}, {res.high:.2f}]"
-                         f" | {np.round(res.per_seed, 2).tolist()} | {secs:.0f} |")
         trend = {}
         for r in rows:
             if r["layer"] == "overall":
@@ -166,6 +167,17 @@ def main():
             v = np.array(vals, float)
             print(f"{mode} level {level:g}: entropy {v[:, 0].mean():.4f} MI {v[:, 1].mean():.4f} "
                   f"val acc {v[:, 2].mean():.4f} best step {v[:, 3].mean():.0f}", flush=True)
+    lines = [f"protocol `{args.protocol}` on `{args.dataset}`, {args.seeds} seed(s)", "",
+             "| mode | measure | τ | 95 % bootstrap | per seed | train s / model |",
+             "|---|---|---|---|---|---|"]
+    for mode, got in summary["modes"].items():
+        secs = np.mean([r["train_seconds_per_model"] for r in got["rows"]])
+        for measure in ("entropy", "mi"):
+            if measure in got:
+                res = got[measure]
+                lines.append(f"| {mode} | {measure} | {res['tau']:.2f} | [{res['low']:.2f}, "
+                             f"{res['high']:.2f}] | {np.round(res['per_seed'], 2).tolist()} "
+                             f"| {secs:.0f} |")
     print("\n".join(lines))
     if args.figures:
         from jaxinfo.plots import memorization_figures
