@@ -31,7 +31,7 @@ import numpy as np
 from jaxinfo.experiments.memorization import (COLORED_LEVELS, MEMORIZATION, SHUFFLED_LEVELS,
                                               kendall, measure_variants, pool_replicates)
 from memorization_ablation import cell, level_table, taus, variants_of
-from run_memorization import add_set_arg, protocol_for, set_changes
+from run_memorization import add_set_arg, sweep_protocol
 from _timing import parse_with_platform  # noqa: E402
 
 
@@ -77,8 +77,7 @@ def main():
     ap.add_argument("--figures", default=None, help="path prefix: <prefix>_measures.png")
     args = parse_with_platform(ap)
 
-    base = protocol_for(args.protocol, args.dataset, args.n_train, mi_estimator=args.mi,
-                        **set_changes(args.set))
+    base = sweep_protocol(args)  # as the other sweep scripts read these options
     runs = [(int(k), d) for k, _, d in (spec.partition("=") for spec in args.run)]
     lines = [(f"Variant {args.variant!r}; replicates pooled as seeds. τ [95 % bootstrap over "
               "replicates] (mean τ within one replicate). Paper: colored 1.00 / 1.00, "
