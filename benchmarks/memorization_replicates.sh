@@ -19,7 +19,7 @@ SWEEP=(--protocol authors-epochs --dataset fashion_mnist --seeds 1 --mi binned)
 step() { local t0=$SECONDS; echo "[$(date -u +%FT%TZ)] start: $1" >> $R/replicates.log; shift
          "$@"; echo "[$(date -u +%FT%TZ)] done in $((SECONDS - t0)) s" >> $R/replicates.log; }
 pool() {
-  local runs=(--run 0=$R/authors_fashion_s1)
+  local k runs=(--run 0=$R/authors_fashion_s1)
   for k in ${KEYS:-1 2 3 4}; do
     [ -d $R/authors_fashion_s1_key$k ] && runs+=(--run $k=$R/authors_fashion_s1_key$k)
   done

@@ -134,14 +134,19 @@ def main():
                             **changes, **set_changes(args.set))
     os.makedirs(args.out, exist_ok=True)
     print(protocol, flush=True)
-    summary = {"protocol": repr(protocol), "command": " ".join(os.sys.argv), "modes": {}}
+    command = " ".join(os.sys.argv)
+    summary = {"protocol": repr(protocol), "command": command, "modes": {}}
     modes = args.modes.split(",")
     old_path = os.path.join(args.out, "summary.json")
+    old_modes = {}
     if os.path.exists(old_path):  # modes of an earlier invocation on the same sweep are kept
         with open(old_path) as f:
             old = json.load(f)
         if old.get("protocol") == repr(protocol):
-            summary["modes"] = {m: v for m, v in old["modes"].items() if m not in modes}
+            # "command" stays the invocation that started the folder; each mode has its own
+            summary["command"] = old.get("command", command)
+            old_modes = old["modes"]
+            summary["modes"] = {m: v for m, v in old_modes.items() if m not in modes}
     all_rows = []
     for mode in modes:
         t0 = time.perf_counter()
@@ -151,13 +156,18 @@ def main():
         # wall time of this invocation only (levels found finished cost ~0 s); the training time
         # of every level, however many invocations it took, is in the rows
         train_s = sum(r["train_seconds_per_model"] for r in rows if r["layer"] == "overall")
-        summary["modes"][mode] = {"rows": rows, "wall_s_this_invocation": time.perf_counter() - t0,
-                                  "train_s_all_models": train_s}
-        for measure in ("entropy", "mi"):
-            if measure == "mi" and protocol.mi_estimator is None:
-                continue
-            res = kendall(rows, measure, MEMORIZATION[mode])
-            summary["modes"][mode][measure] = res._asdict() | {"per_seed": res.per_seed.tolist()}
+        if json.loads(json.dumps(rows, default=float)) == old_modes.get(mode, {}).get("rows"):
+            summary["modes"][mode] = old_modes[mode]  # nothing new: the stored entry unchanged
+        else:
+            summary["modes"][mode] = {"rows": rows, "command": command,
+                                      "wall_s_this_invocation": time.perf_counter() - t0,
+                                      "train_s_all_models": train_s}
+            for measure in ("entropy", "mi"):
+                if measure == "mi" and protocol.mi_estimator is None:
+                    continue
+                res = kendall(rows, measure, MEMORIZATION[mode])
+                summary["modes"][mode][measure] = (res._asdict()
+                                                   | {"per_seed": res.per_seed.tolist()})
         trend = {}
         for r in rows:
             if r["layer"] == "overall":
@@ -167,6 +177,7 @@ def main():
             v = np.array(vals, float)
             print(f"{mode} level {level:g}: entropy {v[:, 0].mean():.4f} MI {v[:, 1].mean():.4f} "
                   f"val acc {v[:, 2].mean():.4f} best step {v[:, 3].mean():.0f}", flush=True)
+    summary["modes"] = dict(sorted(summary["modes"].items()))  # same order however run
     lines = [f"protocol `{args.protocol}` on `{args.dataset}`, {args.seeds} seed(s)", "",
              "| mode | measure | τ | 95 % bootstrap | per seed | train s / model |",
              "|---|---|---|---|---|---|"]
