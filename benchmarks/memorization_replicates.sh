@@ -19,9 +19,9 @@ SWEEP=(--protocol authors-epochs --dataset fashion_mnist --seeds 1 --mi binned)
 step() { local t0=$SECONDS; echo "[$(date -u +%FT%TZ)] start: $1" >> $R/replicates.log; shift
          "$@"; echo "[$(date -u +%FT%TZ)] done in $((SECONDS - t0)) s" >> $R/replicates.log; }
 pool() {
-  local k runs=(--run 0=$R/authors_fashion_s1)
-  for k in ${KEYS:-1 2 3 4}; do
-    [ -d $R/authors_fashion_s1_key$k ] && runs+=(--run $k=$R/authors_fashion_s1_key$k)
+  local d runs=(--run 0=$R/authors_fashion_s1)
+  for d in $R/authors_fashion_s1_key*; do  # every replicate stored, whatever KEYS picks
+    runs+=(--run ${d##*key}=$d)
   done
   step "pool the replicates" $PY benchmarks/memorization_replicates.py "${SWEEP[@]}" "${runs[@]}" \
       --out $R/replicates_fashion50k --figures benchmarks/figures/memorization_fashion50k_replicates
