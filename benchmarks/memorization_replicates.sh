@@ -21,7 +21,7 @@ step() { local t0=$SECONDS; echo "[$(date -u +%FT%TZ)] start: $1" >> $R/replicat
 pool() {
   local d runs=(--run 0=$R/authors_fashion_s1)
   for d in $R/authors_fashion_s1_key*; do  # every replicate stored, whatever KEYS picks
-    runs+=(--run ${d##*key}=$d)
+    [ -d "$d" ] && runs+=(--run ${d##*key}=$d)
   done
   step "pool the replicates" $PY benchmarks/memorization_replicates.py "${SWEEP[@]}" "${runs[@]}" \
       --out $R/replicates_fashion50k --figures benchmarks/figures/memorization_fashion50k_replicates
