@@ -36,9 +36,9 @@ from _timing import parse_with_platform  # noqa: E402
 
 
 def read_replicates(base, mode: str, runs: list[tuple[int, str]], variant: str,
-                    seeds: int) -> tuple[list[list[dict]], list[str]]:
-    """``(rows per replicate, notes)``: the variant's rows of every run whose ``mode`` is
-    trained (measured where missing); a note for each run that is skipped."""
+                    seeds: int) -> tuple[list[tuple[int, list[dict]]], list[str]]:
+    """``([(key, rows)] per replicate, notes)``: the variant's rows of every run whose
+    ``mode`` is trained (measured where missing); a note for each run that is skipped."""
     protocols = variants_of(base)
     if variant not in protocols:
         raise SystemExit(f"unknown variant {variant!r}; one of {sorted(protocols)}")
@@ -57,8 +57,21 @@ def read_replicates(base, mode: str, runs: list[tuple[int, str]], variant: str,
         except ValueError as e:  # a level not finished (or another sweep in that folder)
             notes.append(f"skipped {mode} of key {key} ({path}): {e}")
             continue
-        reps.append(got[variant])
+        reps.append((key, got[variant]))
     return reps, notes
+
+
+def replicate_table(mode: str, reps: list[tuple[int, list[dict]]]) -> list[str]:
+    """Markdown rows, one per replicate and level: the network each replicate chose and its
+    measures (layer ``"overall"``; with one seed per replicate, that seed's values)."""
+    out = [f"| {mode} key | level | chosen step | val acc | entropy (nats) | MI (nats) |",
+           "|---|---|---|---|---|---|"]
+    for key, rows in reps:
+        for r in sorted((r for r in rows if r["layer"] == "overall"),
+                        key=lambda r: (r["level"], r.get("seed", 0))):
+            out.append(f"| {key} | {r['level']:g} | {r['best_step']:,.0f} | {r['val_acc']:.3f} "
+                       f"| {r['mean_entropy']:.3f} | {r['mean_mi']:.3f} |")
+    return out
 
 
 def main():
@@ -82,12 +95,14 @@ def main():
     lines = [(f"Variant {args.variant!r}; replicates pooled as seeds. τ [95 % bootstrap over "
               "replicates] (mean τ within one replicate). Paper: colored 1.00 / 1.00, "
               "shuffled 1.00 / 0.88."), ""]
-    table, pooled_all, notes = {}, [], []
+    table, pooled_all, notes, per_level = {}, [], [], []
     for mode in args.modes.split(","):
-        reps, skipped = read_replicates(base, mode, runs, args.variant, args.seeds)
+        keyed, skipped = read_replicates(base, mode, runs, args.variant, args.seeds)
         notes += skipped
-        if not reps:
+        if not keyed:
             continue
+        reps = [rows for _, rows in keyed]
+        per_level += replicate_table(mode, keyed) + [""]
         pooled = pool_replicates(reps)
         pooled_all += pooled
         layers = ["overall"] + sorted({r["layer"] for r in pooled} - {"overall"})
@@ -96,6 +111,7 @@ def main():
                    if all(np.isfinite(r["mean_mi"]) for r in rows) else float("nan")
                    for rows in reps]
         table[mode]["replicates"] = len(reps)
+        table[mode]["keys"] = [key for key, _ in keyed]
         table[mode]["mi_tau_per_replicate"] = per_rep
         lines += [f"**{mode}**, {len(reps)} replicate(s); MI τ per replicate: "
                   + ", ".join(f"{t:+.2f}" for t in per_rep), "",
@@ -104,7 +120,8 @@ def main():
                   for layer, t in table[mode].items() if isinstance(t, dict)]
         lines.append("")
     if pooled_all:
-        lines += ["Per level (mean ± sd over replicates):", "", *level_table(pooled_all)]
+        lines += ["Per level (mean ± sd over replicates):", "", *level_table(pooled_all), "",
+                  "Each replicate (layer overall):", "", *per_level]
     lines += [""] + notes
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
