@@ -2,7 +2,8 @@
 # Issue 12 on this CPU, without an accelerator: the full-size Fashion-MNIST sweep (the authors'
 # protocol unchanged, one seed) replicated with --key 1, 2, ... until KEYS are done, each mode
 # trained (~50 min for the 5 networks) and then measured with the authors' KSG (~6 min per
-# network), then all replicates pooled as seeds (memorization_replicates.py: tau with the
+# network; figures benchmarks/figures/memorization_authors_epochs_fashion50k_s1_keyK_MODE_*),
+# then all replicates pooled as seeds (memorization_replicates.py: tau with the
 # bootstrap over replicates, per layer, figure). Key 0 is authors_fashion_s1. Every step is
 # resumable: rerun this script after any interruption (a session's end); what is stored is
 # skipped. Wall time of each step goes to memorization_runs/replicates.log.
@@ -32,7 +33,8 @@ for k in ${KEYS:-1 2 3 4}; do
     step "train $mode, key $k" $PY benchmarks/run_memorization.py "${SWEEP[@]}" --key $k \
         --modes $mode --out $out
     step "authors' KSG, $mode, key $k" $PY benchmarks/memorization_ablation.py --base $out \
-        "${SWEEP[@]}" --key $k --modes $mode --only "authors' protocol" --out /tmp/abl_${mode}_key$k
+        "${SWEEP[@]}" --key $k --modes $mode --only "authors' protocol" --out /tmp/abl_${mode}_key$k \
+        --figures benchmarks/figures/memorization_authors_epochs_fashion50k_s1_key${k}_$mode
     pool
   done
 done
