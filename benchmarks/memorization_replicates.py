@@ -95,14 +95,14 @@ def main():
     lines = [(f"Variant {args.variant!r}; replicates pooled as seeds. τ [95 % bootstrap over "
               "replicates] (mean τ within one replicate). Paper: colored 1.00 / 1.00, "
               "shuffled 1.00 / 0.88."), ""]
-    table, pooled_all, notes, per_level = {}, [], [], []
+    table, pooled_all, notes, per_replicate = {}, [], [], []
     for mode in args.modes.split(","):
         keyed, skipped = read_replicates(base, mode, runs, args.variant, args.seeds)
         notes += skipped
         if not keyed:
             continue
         reps = [rows for _, rows in keyed]
-        per_level += replicate_table(mode, keyed) + [""]
+        per_replicate += replicate_table(mode, keyed) + [""]
         pooled = pool_replicates(reps)
         pooled_all += pooled
         layers = ["overall"] + sorted({r["layer"] for r in pooled} - {"overall"})
@@ -121,7 +121,7 @@ def main():
         lines.append("")
     if pooled_all:
         lines += ["Per level (mean ± sd over replicates):", "", *level_table(pooled_all), "",
-                  "Each replicate (layer overall):", "", *per_level]
+                  "Each replicate (layer overall):", "", *per_replicate]
     lines += [""] + notes
     print("\n".join(lines))
     os.makedirs(args.out, exist_ok=True)
