@@ -59,12 +59,12 @@ def _n_val(p: Protocol) -> int:
     return p.n_val or {"mnist": 1000, "fashion_mnist": 10_000, "digits": 360}[p.dataset]
 
 
-def taus(rows: list[dict], mode: str, layer: str = "overall") -> dict:
+def taus(rows: list[dict], mode: str, layer: str = "overall", against: str = "accuracy") -> dict:
     out = {}
     for measure in ("entropy", "mi"):
         if not all(np.isfinite(r["mean_mi"]) for r in rows) and measure == "mi":
             continue
-        res = kendall(rows, measure, MEMORIZATION[mode], layer=layer)
+        res = kendall(rows, measure, MEMORIZATION[mode], layer=layer, against=against)
         out[measure] = dict(tau=res.tau, low=res.low, high=res.high,
                             per_seed_mean=float(np.mean(res.per_seed)),
                             seeds=len(res.per_seed))

@@ -107,9 +107,11 @@ def main():
         pooled_all += pooled
         layers = ["overall"] + sorted({r["layer"] for r in pooled} - {"overall"})
         table[mode] = {layer: taus(pooled, mode, layer) for layer in layers}
-        per_rep = [kendall(rows, "mi", MEMORIZATION[mode]).tau
-                   if all(np.isfinite(r["mean_mi"]) for r in rows) else float("nan")
-                   for rows in reps]
+        per_rep, per_rep_level = ([kendall(rows, "mi", MEMORIZATION[mode], against=a).tau
+                                   if all(np.isfinite(r["mean_mi"]) for r in rows)
+                                   else float("nan") for rows in reps]
+                                  for a in ("accuracy", "level"))
+        by_level = taus(pooled, mode, "overall", against="level")
         table[mode]["replicates"] = len(reps)
         table[mode]["keys"] = [key for key, _ in keyed]
         table[mode]["mi_tau_per_replicate"] = per_rep
@@ -118,7 +120,12 @@ def main():
                   "| layer | entropy | MI |", "|---|---|---|"]
         lines += [f"| {layer} | {cell(t.get('entropy'))} | {cell(t.get('mi'))} |"
                   for layer, t in table[mode].items() if isinstance(t, dict)]
-        lines.append("")
+        table[mode]["against_level"] = by_level  # after the rows above: not a layer
+        table[mode]["mi_tau_per_replicate_against_level"] = per_rep_level
+        lines += ["", "Against the level order instead of accuracy (`kendall(..., "
+                  "against=\"level\")`; free of the noise in near-tied accuracies), overall: "
+                  f"entropy {cell(by_level.get('entropy'))}, MI {cell(by_level.get('mi'))}; "
+                  "MI τ per replicate: " + ", ".join(f"{t:+.2f}" for t in per_rep_level), ""]
     if pooled_all:
         lines += ["Per level (mean ± sd over replicates):", "", *level_table(pooled_all), "",
                   "Each replicate (layer overall):", "", *per_replicate]

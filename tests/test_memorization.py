@@ -196,6 +196,31 @@ def test_kendall_tau_and_bootstrap():
     assert kendall(rows, "entropy", "heuristic").tau == pytest.approx(-1.0)
 
 
+def test_kendall_against_the_level_order():
+    from scipy.stats import kendalltau
+
+    # colored: accuracy should rise with the colour noise e; two chance-level networks
+    # (e = 0, 0.125) come out in the wrong order by accuracy, as happens at full size
+    levels = (0.0, 0.125, 0.25, 0.375)
+    acc = {0.0: 0.501, 0.125: 0.498, 0.25: 0.58, 0.375: 0.70}
+    mi = {0.0: 1.0, 0.125: 0.55, 0.25: 0.50, 0.375: 0.42}  # falls with e: the expected order
+    rows = [dict(layer="overall", level=lv, seed=s, mean_entropy=float(-lv), mean_mi=mi[lv],
+                 val_acc=acc[lv] + 1e-4 * s) for lv in levels for s in range(2)]
+    by_acc = kendall(rows, "mi", "heuristic")
+    by_level = kendall(rows, "mi", "heuristic", against="level")
+    assert by_acc.tau == pytest.approx(kendalltau([-mi[v] for v in levels],
+                                                  [acc[v] for v in levels]).statistic)
+    assert by_acc.tau < 1.0 and by_level.tau == pytest.approx(1.0)
+    assert by_level.low == by_level.high == pytest.approx(1.0)
+    # shuffled: accuracy should fall with β; entropy rising with β predicts it (sign −1)
+    rows_s = [dict(r, mean_entropy=float(r["level"])) for r in rows]
+    assert kendall(rows_s, "entropy", "example", against="level").tau == pytest.approx(1.0)
+    # colored: entropy falling with e (rows: −e) is the wrong direction for heuristic
+    assert kendall(rows, "entropy", "heuristic", against="level").tau == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="against"):
+        kendall(rows, "mi", "heuristic", against="seed")
+
+
 def test_pooled_replicates_are_the_seeds_of_one_sweep():
     from scipy.stats import kendalltau
 

@@ -676,7 +676,8 @@ class KendallResult(NamedTuple):
 
     Attributes:
       tau: τ between the levels ranked by the seed-averaged measure (in the direction that
-        predicts a better model) and by the seed-averaged validation accuracy.
+        predicts a better model) and by the seed-averaged validation accuracy (or, with
+        ``against="level"``, by the order the construction builds in).
       low, high: 95 % bootstrap interval over seeds (resampled with replacement).
       per_seed: ``[R]`` τ computed within each seed's models.
     """
@@ -687,8 +688,15 @@ class KendallResult(NamedTuple):
     per_seed: np.ndarray
 
 
+#: The order of the levels the constructions build in, as a validation-accuracy proxy: more
+#: colour noise e weakens the colour shortcut (accuracy on the e = 0.5 validation set rises);
+#: more label noise β leaves fewer true labels to learn (accuracy falls).
+_LEVEL_ACCURACY_SIGN = {"heuristic": +1.0, "example": -1.0}
+
+
 def kendall(rows: Sequence[dict], measure_name: str, memorization: str, *,
-            layer: str = "overall", n_boot: int = 1000, key: int = 0) -> KendallResult:
+            layer: str = "overall", n_boot: int = 1000, key: int = 0,
+            against: str = "accuracy") -> KendallResult:
     """Kendall τ of a diversity measure against validation accuracy across levels.
 
     Args:
@@ -698,6 +706,11 @@ def kendall(rows: Sequence[dict], measure_name: str, memorization: str, *,
         (shuffled: prefer low entropy / high MI).
       layer: which summary row (``"overall"`` by default).
       n_boot: bootstrap resamples of the seeds.
+      against: ``"accuracy"`` (the paper: levels ranked by the seed-averaged validation
+        accuracy) or ``"level"`` (levels ranked in the order the construction builds in:
+        accuracy expected to rise with the colour noise e and to fall with the label noise
+        β). The second is free of the noise in near-tied accuracies, such as two networks
+        at chance level, whose order by accuracy is a coin flip.
     """
     from scipy.stats import kendalltau
 
@@ -710,7 +723,13 @@ def kendall(rows: Sequence[dict], measure_name: str, memorization: str, *,
     seeds = sorted({r["seed"] for r in sel})
     table = {(r["level"], r["seed"]): r for r in sel}
     meas = np.array([[table[(lv, s)][col] for s in seeds] for lv in levels])  # [L, R]
-    acc = np.array([[table[(lv, s)]["val_acc"] for s in seeds] for lv in levels])
+    if against == "accuracy":
+        acc = np.array([[table[(lv, s)]["val_acc"] for s in seeds] for lv in levels])
+    elif against == "level":
+        acc = np.repeat(_LEVEL_ACCURACY_SIGN[memorization]
+                        * np.asarray(levels, float)[:, None], len(seeds), axis=1)
+    else:
+        raise ValueError(f"against must be 'accuracy' or 'level', got {against!r}")
 
     def tau(m, a):
         t = kendalltau(sign * m, a).statistic
