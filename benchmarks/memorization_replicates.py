@@ -118,10 +118,10 @@ def main():
         lines += [f"**{mode}**, {len(reps)} replicate(s); MI τ per replicate: "
                   + ", ".join(f"{t:+.2f}" for t in per_rep), "",
                   "| layer | entropy | MI |", "|---|---|---|"]
-        lines += [f"| {layer} | {cell(t.get('entropy'))} | {cell(t.get('mi'))} |"
-                  for layer, t in table[mode].items() if isinstance(t, dict)]
-        table[mode]["against_level"] = by_level  # after the rows above: not a layer
+        table[mode]["against_level"] = by_level
         table[mode]["mi_tau_per_replicate_against_level"] = per_rep_level
+        lines += [f"| {layer} | {cell(table[mode][layer].get('entropy'))} "
+                  f"| {cell(table[mode][layer].get('mi'))} |" for layer in layers]
         lines += ["", "Against the level order instead of accuracy (`kendall(..., "
                   "against=\"level\")`; free of the noise in near-tied accuracies), overall: "
                   f"entropy {cell(by_level.get('entropy'))}, MI {cell(by_level.get('mi'))}; "
